@@ -1,0 +1,107 @@
+"""Batched, seeded augmentation on tensors (no torchvision): one affine warp per batch.
+
+Input and output: float tensors N x 1 x H x W in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    """Ranges of the random transforms; a zero disables that transform."""
+
+    rotation: float = 15.0  # degrees, +-
+    scale: float = 0.15  # +- fraction
+    shift: float = 0.12  # +- fraction of the image size
+    shear: float = 0.0  # degrees, +-
+    hflip: float = 0.5  # probability
+    brightness: float = 0.2  # +- additive
+    contrast: float = 0.2  # +- multiplicative fraction
+    erasing: float = 0.5  # probability of one random-erasing rectangle
+    erasing_area: tuple[float, float] = (0.02, 0.25)
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=g) * (hi - lo) + lo
+
+
+def random_affine(
+    x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, out_size: int | None = None
+) -> torch.Tensor:
+    """Rotate, scale, shift, shear and flip every image with its own random parameters.
+
+    With ``out_size`` smaller than the input, the warp samples a centred ``out_size`` window
+    (a random crop in one resampling step: cheaper training at the same face scale).
+    """
+    n = x.shape[0]
+    size = out_size or x.shape[-1]
+    zoom = size / x.shape[-1]
+    angle = _uniform(n, -cfg.rotation, cfg.rotation, g) * math.pi / 180
+    scale = _uniform(n, 1 - cfg.scale, 1 + cfg.scale, g)
+    shear = _uniform(n, -cfg.shear, cfg.shear, g) * math.pi / 180
+    tx = _uniform(n, -cfg.shift, cfg.shift, g) * 2
+    ty = _uniform(n, -cfg.shift, cfg.shift, g) * 2
+    flip = torch.where(torch.rand(n, generator=g) < cfg.hflip, -1.0, 1.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # theta maps output coordinates to input coordinates; dividing by scale zooms in for scale > 1.
+    a = cos / scale * flip * zoom
+    b = (-sin + torch.tan(shear) * cos) / scale * zoom
+    c = sin / scale * flip * zoom
+    d = (cos + torch.tan(shear) * sin) / scale * zoom
+    theta = torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1).to(x.dtype)
+    grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def color_jitter(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Random brightness (additive) and contrast (around each image's mean)."""
+    n = x.shape[0]
+    b = _uniform(n, -cfg.brightness, cfg.brightness, g).view(n, 1, 1, 1)
+    c = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, g).view(n, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * c + mean + b).clamp(0, 1)
+
+
+def random_erasing(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Replace one random rectangle per chosen image with uniform noise."""
+    n, _, h, w = x.shape
+    out = x.clone()
+    chosen = torch.nonzero(torch.rand(n, generator=g) < cfg.erasing).flatten().tolist()
+    for i in chosen:
+        area = float(_uniform(1, *cfg.erasing_area, g)) * h * w
+        ratio = math.exp(float(_uniform(1, math.log(0.3), math.log(3.3), g)))
+        eh = min(h, max(1, int(round(math.sqrt(area * ratio)))))
+        ew = min(w, max(1, int(round(math.sqrt(area / ratio)))))
+        top = int(torch.randint(0, h - eh + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - ew + 1, (1,), generator=g))
+        out[i, :, top : top + eh, left : left + ew] = torch.rand((x.shape[1], eh, ew), generator=g)
+    return out
+
+
+def augment_batch(
+    x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, out_size: int | None = None
+) -> torch.Tensor:
+    """The full training augmentation: affine + flip (+ crop), colour jitter, random erasing."""
+    x = random_affine(x, cfg, g, out_size)
+    if cfg.brightness or cfg.contrast:
+        x = color_jitter(x, cfg, g)
+    if cfg.erasing:
+        x = random_erasing(x, cfg, g)
+    return x
+
+
+def mixup(
+    x: torch.Tensor, y: torch.Tensor, alpha: float, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mixup (Zhang et al. 2018): returns mixed inputs, both targets and the mixing weight."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+    lam = random.Random(seed).betavariate(alpha, alpha) if alpha > 0 else 1.0
+    perm = torch.randperm(x.shape[0], generator=g)
+    return lam * x + (1 - lam) * x[perm], y, y[perm], lam

@@ -1,0 +1,61 @@
+"""``emoscope train``: train a registered model on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..datasets import load_dataset
+    from ..training import TrainConfig, train
+
+    cfg_dict: dict = json.loads(Path(args.config).read_text()) if args.config else {}
+    for key in ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
+                "label_smoothing", "mixup_alpha", "seed", "early_stopping", "train_crop", "threads"):
+        val = getattr(args, key, None)
+        if val is not None:
+            cfg_dict[key] = val
+    for kv in args.set or []:
+        k, _, v = kv.partition("=")
+        cfg_dict[k] = json.loads(v) if v[:1] in "[{0123456789-tfn\"" else v
+    cfg_dict["out_dir"] = args.out
+    cfg = TrainConfig.from_dict(cfg_dict)
+    fs = load_dataset(args.data, scheme=args.scheme)
+    if fs.failures:
+        print(fs.failure_summary(), file=sys.stderr)
+    train_set = fs.split(args.train_split)
+    val_set = fs.split(args.val_split) if args.val_split else None
+    print(f"training {cfg.model} on {len(train_set)} faces, validating on {len(val_set) if val_set else 0}; "
+          f"run folder {cfg.out_dir}")
+    summary = train(cfg, train_set, val_set, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train a registered model on a dataset")
+    t.add_argument("--data", required=True, help="dataset: FER-2013 CSV, image folder or legend.csv folder")
+    t.add_argument("--config", help="JSON file of TrainConfig fields; flags below override it")
+    t.add_argument("--model")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int, dest="batch_size")
+    t.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop"])
+    t.add_argument("--lr", type=float)
+    t.add_argument("--schedule", choices=["onecycle", "cosine", "plateau", "constant"])
+    t.add_argument("--weight-decay", type=float, dest="weight_decay")
+    t.add_argument("--label-smoothing", type=float, dest="label_smoothing")
+    t.add_argument("--mixup-alpha", type=float, dest="mixup_alpha")
+    t.add_argument("--early-stopping", type=int, dest="early_stopping")
+    t.add_argument("--train-crop", type=int, dest="train_crop")
+    t.add_argument("--threads", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other TrainConfig field (JSON value)")
+    t.add_argument("--scheme", default="fer7", help="label scheme: fer7, fer6, ferplus8")
+    t.add_argument("--train-split", default="training")
+    t.add_argument("--val-split", default="publictest")
+    t.add_argument("--out", default="runs/run", help="run folder (checkpoints, logs, curves)")
+    t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    t.set_defaults(func=cmd_train)

@@ -1,0 +1,90 @@
+"""Model predictions with optional test-time augmentation, and honest metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .preprocess import normalize, resize_batch, to_unit
+
+TTA_MODES = ("none", "flip", "crops")
+
+
+def _views(x: torch.Tensor, tta: str, crop: int) -> list[torch.Tensor]:
+    """Input views for test-time augmentation (flip: 2 views; crops: 5 crops + their flips = 10 + full + flip)."""
+    if tta == "none":
+        return [x]
+    views = [x, x.flip(-1)]
+    if tta == "crops":
+        s = x.shape[-1]
+        c = min(crop, s)
+        for top, left in [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)]:
+            v = resize_batch(x[..., top : top + c, left : left + c], s)
+            views += [v, v.flip(-1)]
+    return views
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module,
+    images: np.ndarray,
+    batch_size: int = 256,
+    tta: str = "none",
+    input_size: int = 48,
+    in_chans: int = 1,
+    bf16: bool = False,
+    crop: int = 44,
+) -> np.ndarray:
+    """Class probabilities (N x C float32) for uint8 N x H x W faces; ``tta`` in none/flip/crops."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = resize_batch(to_unit(images[i : i + batch_size]), input_size)
+        probs = 0
+        views = _views(x, tta, crop)
+        for v in views:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(normalize(v, in_chans))
+            probs = probs + torch.softmax(logits.float(), 1)
+        out.append((probs / len(views)).numpy())
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+    """Counts, rows = true class, columns = predicted class."""
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return cm
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) -> dict:
+    """Accuracy, macro-F1, weighted-F1 and per-class precision/recall/F1/support (sklearn's definitions)."""
+    cm = confusion_matrix(y_true, y_pred, len(classes))
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    n = int(cm.sum())
+    per_class = {
+        c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+    }
+    return {
+        "n": n,
+        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "macro_f1": float(f1.mean()) if len(classes) else 0.0,
+        "weighted_f1": float((f1 * support).sum() / n) if n else 0.0,
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "classes": list(classes),
+    }

@@ -1,0 +1,79 @@
+"""Figures as PNG files (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_curves(histories: dict[str, list[dict]], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy against epoch for one or more runs (train dashed, validation solid)."""
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, hist in histories.items():
+        ep = [r["epoch"] for r in hist]
+        (line,) = ax_l.plot(ep, [r["train_loss"] for r in hist], "--", label=f"{name} train")
+        ax_a.plot(ep, [r["train_acc"] for r in hist], "--", color=line.get_color(), label=f"{name} train")
+        if any("val_loss" in r for r in hist):
+            ax_l.plot(ep, [r.get("val_loss", np.nan) for r in hist], color=line.get_color(), label=f"{name} val")
+            ax_a.plot(ep, [r.get("val_acc", np.nan) for r in hist], color=line.get_color(), label=f"{name} val")
+    ax_l.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_a.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_l, ax_a):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Two panels: counts and row-normalised (recall) confusion matrices."""
+    cm = np.asarray(cm)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    for ax, mat, fmt, name in ((axes[0], cm, "d", "counts"), (axes[1], norm, ".2f", "normalised by true class")):
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center",
+                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        ax.set(xlabel="predicted", ylabel="true", title=name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_face_grid(images: np.ndarray, captions: Sequence[str], path: str | Path, cols: int = 8,
+                   title: str = "") -> Path:
+    """A grid of gray faces with a caption under each (e.g. 'true -> predicted')."""
+    n = max(1, len(images))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(images):
+            ax.imshow(images[k], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(captions[k], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,264 @@
+"""The training loop, readable top to bottom: data -> augmentation -> forward/backward -> eval -> checkpoint.
+
+Everything a run needs is in :class:`TrainConfig`; a run directory receives ``config.json``,
+``last.pt`` (every epoch, atomic), ``best.pt`` (best validation accuracy), ``history.csv``,
+``history.json`` and ``curves.png``. ``resume=True`` continues exactly where ``last.pt`` stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .augment import AugmentConfig, augment_batch, mixup
+from .datasets.faceset import FaceSet
+from .evaluation import classification_metrics, predict_proba
+from .models import create_model, model_info
+from .models.checkpoint import atomic_save, model_meta, read_checkpoint
+from .preprocess import normalize, resize_batch, to_unit
+
+
+@dataclass
+class TrainConfig:
+    """All knobs of a training run (saved as ``config.json`` beside the checkpoints)."""
+
+    model: str = "emonet_s"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adam | adamw | rmsprop
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # onecycle | cosine | plateau | constant
+    warmup_epochs: float = 1.0  # for cosine
+    plateau_patience: int = 3
+    plateau_factor: float = 0.5
+    label_smoothing: float = 0.1
+    mixup_alpha: float = 0.0
+    class_weights: bool = False
+    augment: bool = True
+    aug: AugmentConfig = field(default_factory=AugmentConfig)
+    train_crop: int | None = None  # train on random crops of this size (None: full input size)
+    early_stopping: int = 0  # stop after this many epochs without val improvement (0: never)
+    val_tta: str = "none"
+    bf16: bool = True
+    channels_last: bool = True
+    threads: int = 0  # 0: torch default
+    seed: int = 0
+    out_dir: str = "runs/run"
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        if isinstance(d.get("aug"), dict):
+            aug = dict(d["aug"])
+            if "erasing_area" in aug:
+                aug["erasing_area"] = tuple(aug["erasing_area"])
+            d["aug"] = AugmentConfig(**aug)
+        known = set(TrainConfig.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return TrainConfig(**d)
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    name = cfg.optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam, adamw or rmsprop")
+
+
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
+    """Returns (scheduler, step_per_batch). Plateau steps once per epoch on validation accuracy."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25), True
+    if cfg.schedule == "cosine":
+        warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+        def f(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, f), True
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        ), False
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), True
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose onecycle, cosine, plateau or constant")
+
+
+def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1 (a class with no samples gets weight 0)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    w = np.divide(counts.sum() / num_classes, counts, out=np.zeros_like(counts), where=counts > 0)
+    return torch.tensor(w / w[w > 0].mean(), dtype=torch.float32)
+
+
+def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, resume: bool = False,
+          progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``train_set``; select the best epoch on ``val_set``. Returns a summary dict.
+
+    ``stop_after`` ends this call after that many epochs (the run can be resumed later).
+    """
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if len(train_set) == 0:
+        raise ValueError("the training split is empty")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    classes = train_set.classes
+    info = model_info(cfg.model)
+    size = info.input_size
+    train_size = cfg.train_crop or size
+
+    # --- model, optimiser, schedule -------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(cfg, model.parameters())
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    sched, per_batch = make_scheduler(cfg, opt, steps_per_epoch)
+    weights = class_weight_tensor(train_set.labels, len(classes)) if cfg.class_weights else None
+    meta = model_meta(cfg.model, classes, **cfg.model_kwargs)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    start_epoch, history, best_acc, best_epoch = 0, [], -1.0, -1
+    if resume and (out / "last.pt").exists():
+        ck = read_checkpoint(out / "last.pt")
+        saved = ck.get("train_config", {})
+        changed = [k for k in ("model", "epochs", "batch_size", "schedule", "lr") if saved.get(k) != asdict(cfg)[k]]
+        if changed:
+            raise ValueError(
+                f"cannot resume {out / 'last.pt'}: {', '.join(changed)} differ from the saved run; "
+                "resume with the same config or start a new --out folder"
+            )
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start_epoch, history = ck["epoch"] + 1, ck["history"]
+        best_acc, best_epoch = ck["best_acc"], ck["best_epoch"]
+        torch.set_rng_state(ck["rng"])
+
+    images = torch.from_numpy(train_set.images)
+    labels = torch.from_numpy(train_set.labels)
+    t_start = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
+    end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, end_epoch):
+        # Each epoch has its own generator, so a resumed run sees exactly the same batches.
+        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(images), generator=g)
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   leave=False)
+        for step in bar:
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            x = resize_batch(to_unit(images[idx]), size)
+            y = labels[idx]
+            if cfg.augment:
+                x = augment_batch(x, cfg.aug, g, train_size)
+            elif train_size != size:
+                off = (size - train_size) // 2
+                x = x[..., off : off + train_size, off : off + train_size]
+            y2, lam = y, 1.0
+            if cfg.mixup_alpha > 0:
+                x, y, y2, lam = mixup(x, y, cfg.mixup_alpha, g)
+            x = normalize(x, info.in_chans)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = model(x)
+            logits = logits.float()
+            loss = lam * F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+            if lam < 1.0:
+                loss = loss + (1 - lam) * F.cross_entropy(
+                    logits, y2, weight=weights, label_smoothing=cfg.label_smoothing
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if per_batch:
+                sched.step()
+            loss_sum += float(loss) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+
+        # --- validation, logging, checkpoints ---------------------------------------------------
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+        }
+        if val_set is not None and len(val_set):
+            probs = predict_proba(model, val_set.images, tta=cfg.val_tta, input_size=size,
+                                  in_chans=info.in_chans, bf16=cfg.bf16)
+            row["val_loss"] = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)),
+                                               torch.from_numpy(val_set.labels)))
+            m = classification_metrics(val_set.labels, probs.argmax(1), classes)
+            row["val_acc"], row["val_macro_f1"] = m["accuracy"], m["macro_f1"]
+            if not per_batch:
+                sched.step(row["val_acc"])
+        score = row.get("val_acc", row["train_acc"])
+        improved = score > best_acc
+        if improved:
+            best_acc, best_epoch = score, epoch + 1
+        row["elapsed_s"] = time.time() - t_start
+        history.append(row)
+        state = {
+            **meta, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
+            "rng": torch.get_rng_state(), "train_config": asdict(cfg),
+        }
+        atomic_save(state, out / "last.pt")
+        if improved:
+            atomic_save({**meta, "model": model.state_dict(), "epoch": epoch, "best_acc": best_acc,
+                         "train_config": asdict(cfg)}, out / "best.pt")
+        write_history(history, out)
+        if progress:
+            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+            tqdm.write(shown + (" *" if improved else ""))
+        if cfg.early_stopping and epoch + 1 - best_epoch >= cfg.early_stopping:
+            tqdm.write(f"early stopping: no improvement for {cfg.early_stopping} epochs")
+            break
+    return {"best_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
+            "elapsed_s": history[-1]["elapsed_s"] if history else 0.0, "out_dir": str(out)}
+
+
+def write_history(history: list[dict[str, Any]], out: Path) -> None:
+    """history.csv, history.json and curves.png (loss and accuracy against epoch)."""
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    with open(out / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    from .plots import plot_curves
+
+    plot_curves({"run": history}, out / "curves.png")
