@@ -88,3 +88,66 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes
         "confusion_matrix": cm.tolist(),
         "classes": list(classes),
     }
+
+
+def evaluate_model(
+    model: nn.Module,
+    faces,
+    meta: dict,
+    tta: Sequence[str] = ("none", "flip", "crops"),
+    batch_size: int = 256,
+) -> dict:
+    """Metrics of ``model`` on a FaceSet for each TTA mode; also returns the probabilities per mode."""
+    results: dict = {"n": len(faces), "modes": {}, "probs": {}}
+    for mode in tta:
+        probs = predict_proba(model, faces.images, batch_size=batch_size, tta=mode,
+                              input_size=meta.get("input_size", 48), in_chans=meta.get("in_chans", 1))
+        results["modes"][mode] = classification_metrics(faces.labels, probs.argmax(1), faces.classes)
+        results["probs"][mode] = probs
+    return results
+
+
+def format_report(metrics: dict, title: str = "") -> str:
+    """A markdown classification report (the table scikit-learn's classification_report prints)."""
+    lines = [f"## {title}", ""] if title else []
+    lines += [f"accuracy **{metrics['accuracy']:.4f}**, macro-F1 **{metrics['macro_f1']:.4f}**, "
+              f"weighted-F1 {metrics['weighted_f1']:.4f}, n = {metrics['n']}", "",
+              "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for name, m in metrics["per_class"].items():
+        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict, faces, out_dir, title: str = "evaluation", extra: dict | None = None) -> dict:
+    """Write report.md, report.json, confusion.png and misclassified.png into ``out_dir``; return the paths."""
+    import json
+    from pathlib import Path
+
+    from .plots import plot_confusion, plot_face_grid
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    modes = results["modes"]
+    first = next(iter(modes))
+    md = [f"# {title}", ""]
+    if extra:
+        md += [f"- {k}: {v}" for k, v in extra.items()] + [""]
+    md += ["| TTA | accuracy | macro-F1 |", "|---|---:|---:|"]
+    md += [f"| {mode} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |" for mode, m in modes.items()]
+    md.append("")
+    for mode, m in modes.items():
+        md.append(format_report(m, f"TTA: {mode}"))
+    cm_path = plot_confusion(np.array(modes[first]["confusion_matrix"]), faces.classes, out / "confusion.png",
+                             f"{title} (TTA: {first})")
+    pred = results["probs"][first].argmax(1)
+    wrong = np.flatnonzero(pred != faces.labels)[:48]
+    conf = results["probs"][first].max(1)
+    captions = [f"{faces.classes[faces.labels[i]]}->{faces.classes[pred[i]]} {conf[i]:.2f}" for i in wrong]
+    mis_path = plot_face_grid(faces.images[wrong], captions, out / "misclassified.png",
+                              title="misclassified (true -> predicted, confidence)")
+    md += ["![confusion matrix](confusion.png)", "", "![misclassified faces](misclassified.png)", ""]
+    (out / "report.md").write_text("\n".join(md))
+    summary = {"title": title, **(extra or {}), "n": results["n"], "modes": modes}
+    (out / "report.json").write_text(json.dumps(summary, indent=2))
+    return {"report_md": out / "report.md", "report_json": out / "report.json", "confusion": cm_path,
+            "misclassified": mis_path}

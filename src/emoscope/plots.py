@@ -17,11 +17,13 @@ def plot_curves(histories: dict[str, list[dict]], path: str | Path, title: str =
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
     for name, hist in histories.items():
         ep = [r["epoch"] for r in hist]
-        (line,) = ax_l.plot(ep, [r["train_loss"] for r in hist], "--", label=f"{name} train")
-        ax_a.plot(ep, [r["train_acc"] for r in hist], "--", color=line.get_color(), label=f"{name} train")
+        (line,) = ax_l.plot(ep, [r["train_loss"] for r in hist], "--", marker=".", label=f"{name} train")
+        ax_a.plot(ep, [r["train_acc"] for r in hist], "--", marker=".", color=line.get_color(), label=f"{name} train")
         if any("val_loss" in r for r in hist):
-            ax_l.plot(ep, [r.get("val_loss", np.nan) for r in hist], color=line.get_color(), label=f"{name} val")
-            ax_a.plot(ep, [r.get("val_acc", np.nan) for r in hist], color=line.get_color(), label=f"{name} val")
+            ax_l.plot(ep, [r.get("val_loss", np.nan) for r in hist], marker=".", color=line.get_color(),
+                      label=f"{name} val")
+            ax_a.plot(ep, [r.get("val_acc", np.nan) for r in hist], marker=".", color=line.get_color(),
+                      label=f"{name} val")
     ax_l.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_a.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax_l, ax_a):

@@ -32,7 +32,7 @@ from .preprocess import normalize, resize_batch, to_unit
 class TrainConfig:
     """All knobs of a training run (saved as ``config.json`` beside the checkpoints)."""
 
-    model: str = "emonet_s"
+    model: str = "emovgg_m"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 30
     batch_size: int = 128
@@ -52,6 +52,7 @@ class TrainConfig:
     aug: AugmentConfig = field(default_factory=AugmentConfig)
     train_crop: int | None = None  # train on random crops of this size (None: full input size)
     early_stopping: int = 0  # stop after this many epochs without val improvement (0: never)
+    init_weights: str | None = None  # start from this checkpoint's weights (fine-tuning; head reset if shapes differ)
     val_tta: str = "none"
     bf16: bool = True
     channels_last: bool = True
@@ -113,6 +114,17 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     raise ValueError(f"unknown schedule {cfg.schedule!r}; choose onecycle, cosine, plateau or constant")
 
 
+def load_initial_weights(model: torch.nn.Module, path: str) -> None:
+    """Copy every tensor of a checkpoint whose name and shape match (a new class head stays fresh)."""
+    state = read_checkpoint(path)["model"]
+    own = model.state_dict()
+    fitting = {k: v.float() if v.is_floating_point() else v for k, v in state.items()
+               if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise ValueError(f"{path}: no weights fit model (different architecture?)")
+    model.load_state_dict(fitting, strict=False)
+
+
 def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     """Inverse-frequency weights normalised to mean 1 (a class with no samples gets weight 0)."""
     counts = np.bincount(labels, minlength=num_classes).astype(float)
@@ -142,8 +154,12 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.init_weights:
+        load_initial_weights(model, cfg.init_weights)
     opt = make_optimizer(cfg, model.parameters())
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    # A last batch of one face breaks BatchNorm; fold it away instead.
+    steps_per_epoch = max(1, len(train_set) // cfg.batch_size if len(train_set) % cfg.batch_size == 1
+                          else math.ceil(len(train_set) / cfg.batch_size))
     sched, per_batch = make_scheduler(cfg, opt, steps_per_epoch)
     weights = class_weight_tensor(train_set.labels, len(classes)) if cfg.class_weights else None
     meta = model_meta(cfg.model, classes, **cfg.model_kwargs)
@@ -204,7 +220,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             opt.step()
             if per_batch:
                 sched.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: Sub-command modules, in the order they are listed in ``emoscope --help``.
-COMMAND_MODULES = ["train"]
+COMMAND_MODULES = ["data", "train", "evaluate", "predict", "video", "research", "mood", "serve"]
 
 
 class UserError(Exception):

@@ -91,14 +91,7 @@ def read_image_folder(
         sch,
         failures,
     )
-    _check_no_empty_class(fs, root)
     if key:
         save_cached(key, fs)
     return fs
 
-
-def _check_no_empty_class(fs: FaceSet, where: object) -> None:
-    counts = fs.class_counts()
-    empty = [c for c, k in counts.items() if k == 0]
-    if empty and fs.scheme.name == "fer7" and len(empty) == fs.scheme.num_classes:
-        raise DatasetError(f"{where}: no labelled images")

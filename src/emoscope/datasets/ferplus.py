@@ -1,0 +1,88 @@
+"""FER+ relabels (Microsoft, 10 annotators per image) joined onto the FER-2013 image folder.
+
+``fer2013_row_index.csv`` maps each Kaggle image path to its row in the original ``fer2013.csv``;
+the same row of ``ferplus/fer2013new.csv`` holds that image's votes. Labels follow FER+'s
+"majority" mode: single stray votes are discarded, an image is kept when one emotion has more
+than half of the remaining votes, and images whose winner is "unknown" or "not a face" are dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import LabelScheme, get_scheme
+from .faceset import DatasetError, FaceSet
+from .folder import read_image_folder
+
+VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+                "unknown", "NF")
+VOTE_TO_EMOTION = {"neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
+                   "anger": "angry", "disgust": "disgust", "fear": "fear", "contempt": "contempt"}
+
+
+def majority_label(votes: np.ndarray) -> int | None:
+    """Index into VOTE_COLUMNS of the majority emotion, or None (no majority, unknown or not-a-face)."""
+    v = np.where(votes <= 1, 0, votes)  # FER+ drops single outlier votes
+    total = v.sum()
+    if total == 0:
+        return None
+    best = int(np.argmax(v))
+    if v[best] * 2 <= total or VOTE_COLUMNS[best] in ("unknown", "NF"):
+        return None
+    return best
+
+
+def read_ferplus(
+    fer_root: str | Path,
+    scheme: str | LabelScheme = "ferplus8",
+    ferplus_csv: str | Path | None = None,
+    row_index_csv: str | Path | None = None,
+    progress: bool = True,
+) -> FaceSet:
+    """FER-2013 folder images with FER+ majority labels (``ferplus8``, or ``fer7`` with contempt -> disgust)."""
+    root = Path(fer_root)
+    sch = get_scheme(scheme)
+    votes_path = Path(ferplus_csv or root / "ferplus" / "fer2013new.csv")
+    index_path = Path(row_index_csv or root / "fer2013_row_index.csv")
+    for p, what in ((votes_path, "FER+ votes (fer2013new.csv)"), (index_path, "row index (fer2013_row_index.csv)")):
+        if not p.is_file():
+            raise DatasetError(f"{p}: {what} not found")
+    with open(votes_path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in VOTE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{votes_path}: missing vote column(s) {missing}")
+        votes = np.array([[int(r[c] or 0) for c in VOTE_COLUMNS] for r in reader])
+    row_of: dict[str, int] = {}
+    with open(index_path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r.get("fer2013_row"):
+                row_of[r["kaggle_path"]] = int(r["fer2013_row"])
+
+    base = read_image_folder(root, scheme="fer7", progress=progress)
+    keep, labels = [], []
+    failures = list(base.failures)
+    dropped = 0
+    for i, src in enumerate(base.sources):
+        row = row_of.get(src)
+        if row is None or row >= len(votes):
+            failures.append((src, "no FER+ row (unmatched image)"))
+            continue
+        best = majority_label(votes[row])
+        if best is None:
+            dropped += 1
+            continue
+        name = VOTE_TO_EMOTION[VOTE_COLUMNS[best]]
+        name = sch.merges.get(name, name)
+        if name not in sch.classes:
+            dropped += 1
+            continue
+        keep.append(i)
+        labels.append(sch.index(name))
+    idx = np.array(keep, dtype=int)
+    fs = FaceSet(base.images[idx], np.array(labels), base.splits[idx], base.sources[idx], sch, failures)
+    fs.dropped_no_majority = dropped  # type: ignore[attr-defined]
+    return fs

@@ -1,0 +1,188 @@
+"""The results table: benchmark scripts append rows to a JSON store; ``RESULTS.md`` is rendered from it.
+
+A row is identified by (experiment, dataset, setting, model, params): writing the same experiment again
+replaces its row instead of duplicating it. Every row carries the exact command that produced it, so any
+number in ``RESULTS.md`` can be re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .labels import EMOTIONS
+
+#: Where the benchmark scripts keep their rows and the rendered table, relative to the repository root.
+DEFAULT_STORE = Path("benchmarks/results.json")
+DEFAULT_MARKDOWN = Path("benchmarks/RESULTS.md")
+
+
+@dataclass
+class ResultRow:
+    """One measured result. ``params`` holds whatever distinguishes runs of the same model (recipe knobs)."""
+
+    experiment: str
+    dataset: str
+    setting: str
+    model: str
+    accuracy: float
+    macro_f1: float
+    params: dict[str, Any] = field(default_factory=dict)
+    train_time_s: float | None = None
+    per_class_f1: dict[str, float] = field(default_factory=dict)
+    command: str = ""
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    date: str = ""
+
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.experiment, self.dataset, self.setting, self.model,
+                json.dumps(self.params, sort_keys=True, default=str))
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> ResultRow:
+        known = set(ResultRow.__dataclass_fields__)
+        return ResultRow(**{k: v for k, v in d.items() if k in known})
+
+    @staticmethod
+    def from_metrics(experiment: str, dataset: str, setting: str, model: str, metrics: Mapping[str, Any],
+                     **kw: Any) -> ResultRow:
+        """Build a row from :func:`emoscope.evaluation.classification_metrics` output."""
+        per_class = {c: float(v["f1"]) for c, v in metrics.get("per_class", {}).items()}
+        return ResultRow(experiment, dataset, setting, model, float(metrics["accuracy"]),
+                         float(metrics["macro_f1"]), per_class_f1=per_class, **kw)
+
+
+def current_command() -> str:
+    """The command line of this process as a shell-ready string (``python benchmarks/x.py --flag ...``)."""
+    argv = list(sys.argv)
+    if not argv:
+        return ""
+    prog = argv[0]
+    if os.path.isabs(prog) and Path(prog).is_relative_to(Path.cwd()):
+        prog = os.path.relpath(prog)  # scripts inside the working folder are recorded by their relative path
+    if prog.endswith("__main__.py"):  # python -m emoscope ...
+        return shlex.join(["python", "-m", "emoscope", *argv[1:]])
+    if prog.endswith(".py"):
+        return shlex.join(["python", prog, *argv[1:]])
+    return shlex.join([Path(prog).name, *argv[1:]])
+
+
+class ResultsStore:
+    """Rows kept in a JSON file; ``upsert`` + ``save`` update it, ``write_markdown`` renders the table."""
+
+    def __init__(self, path: str | Path = DEFAULT_STORE) -> None:
+        self.path = Path(path)
+        self.rows: list[ResultRow] = []
+        if self.path.exists():
+            data = json.loads(self.path.read_text() or "[]")
+            if not isinstance(data, list):
+                raise ValueError(f"{self.path}: expected a JSON list of result rows")
+            self.rows = [ResultRow.from_dict(d) for d in data]
+
+    def upsert(self, row: ResultRow) -> bool:
+        """Add ``row``, replacing a row with the same key; returns True when one was replaced."""
+        if not row.date:
+            row.date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        for i, old in enumerate(self.rows):
+            if old.key() == row.key():
+                self.rows[i] = row
+                return True
+        self.rows.append(row)
+        return False
+
+    def save(self) -> Path:
+        """Write the store atomically (temp file + rename)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text(json.dumps([asdict(r) for r in self.rows], indent=1, default=str) + "\n")
+        os.replace(tmp, self.path)
+        return self.path
+
+    def to_markdown(self, title: str = "Benchmark results") -> str:
+        return render_markdown(self.rows, title, source=self.path.name)
+
+    def write_markdown(self, path: str | Path = DEFAULT_MARKDOWN, title: str = "Benchmark results") -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_markdown(title))
+        return path
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "/".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(rows: Sequence[ResultRow], title: str = "Benchmark results", source: str = "results.json") -> str:
+    """One section per experiment: a table with accuracy, macro-F1, per-class F1 and numbered commands."""
+    lines = [f"# {title}", "",
+             f"Generated from `{source}` by `emoscope.results`; edit the store (or re-run the command), not this file.",
+             ""]
+    experiments: dict[str, list[ResultRow]] = {}
+    for r in rows:
+        experiments.setdefault(r.experiment, []).append(r)
+    for exp, group in experiments.items():
+        names = {c for r in group for c in r.per_class_f1}
+        classes = [c for c in EMOTIONS if c in names] + sorted(names - set(EMOTIONS))
+        lines += [f"## {exp}", ""]
+        head = ["dataset", "setting", "model", "params", "train time", "accuracy", "macro-F1",
+                *[f"F1 {c}" for c in classes], "cmd"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "|".join(["---"] * 4 + ["---:"] * (3 + len(classes)) + ["---"]) + "|")
+        commands: list[str] = []
+        for r in group:
+            if r.command and r.command not in commands:
+                commands.append(r.command)
+            ref = f"[{commands.index(r.command) + 1}]" if r.command else "-"
+            params = ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items()) or "-"
+            t = "-" if r.train_time_s is None else _duration(r.train_time_s)
+            f1s = [f"{r.per_class_f1[c]:.3f}" if c in r.per_class_f1 else "-" for c in classes]
+            cells = [r.dataset, r.setting, r.model, params, t, f"{r.accuracy:.4f}", f"{r.macro_f1:.4f}", *f1s, ref]
+            lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
+        notes = list(dict.fromkeys(f"- {r.model} ({r.setting}): {r.notes}" for r in group if r.notes))
+        if notes:
+            lines += ["", *notes]
+        if commands:
+            lines += ["", "Commands:", ""]
+            lines += [f"{i}. `{c}`" for i, c in enumerate(commands, 1)]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def record(rows: ResultRow | Iterable[ResultRow], store: str | Path = DEFAULT_STORE,
+           markdown: str | Path | None = DEFAULT_MARKDOWN) -> Path:
+    """Upsert ``rows`` into ``store``, save it and re-render ``markdown`` (None: skip). Returns the store path."""
+    st = ResultsStore(store)
+    for r in [rows] if isinstance(rows, ResultRow) else rows:
+        st.upsert(r)
+    st.save()
+    if markdown is not None:
+        st.write_markdown(markdown)
+    return st.path
+
+
+__all__ = ["DEFAULT_MARKDOWN", "DEFAULT_STORE", "ResultRow", "ResultsStore", "current_command", "record",
+           "render_markdown"]

@@ -1,0 +1,95 @@
+"""``emoscope predict``: table/JSON/CSV output, annotation, folders and globs, and bad inputs that don't stop it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from emoscope.cli import main
+from emoscope.labels import EMOTIONS
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    """A folder with a one-face photo, a two-face photo, a blank picture and broken files."""
+    root = tmp_path_factory.mktemp("pics")
+    bgr = np.ascontiguousarray(data.astronaut()[..., ::-1])
+    good = root / "good"
+    good.mkdir()
+    cv2.imwrite(str(good / "one.jpg"), bgr)
+    cv2.imwrite(str(good / "two.png"), np.hstack([bgr, bgr[:, ::-1]]))
+    cv2.imwrite(str(good / "blank.png"), np.full((200, 200, 3), 80, np.uint8))
+    bad = root / "mixed"
+    bad.mkdir()
+    cv2.imwrite(str(bad / "one.jpg"), bgr)
+    ok, jpg = cv2.imencode(".jpg", bgr)
+    (bad / "truncated.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 3])
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "text.jpg").write_text("not a picture")
+    (bad / "readme.md").write_text("ignored: not an image extension")
+    return root
+
+
+def test_example_table(capsys):
+    assert main(["predict", "--example"]) == 0
+    out = capsys.readouterr().out
+    assert "astronaut" in out and "1 picture(s) read, 1 face(s) found" in out
+    assert "faces per emotion:" in out
+
+
+def test_folder_json(pictures, capsys):
+    assert main(["predict", str(pictures / "good"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_name = {r["path"].split("/")[-1]: r for r in doc["results"]}
+    assert [len(by_name[n]["faces"]) for n in ("one.jpg", "two.png", "blank.png")] == [1, 2, 0]
+    f = by_name["one.jpg"]["faces"][0]
+    assert list(f["probs"]) == list(EMOTIONS) and f["label"] in EMOTIONS
+    assert doc["summary"]["faces"] == 3 and doc["summary"]["no_face"] == 1 and doc["summary"]["failed"] == 0
+    assert sum(doc["summary"]["emotions"].values()) == 3
+
+
+def test_failures_reported_and_run_carries_on(pictures, capsys):
+    missing = str(pictures / "nope.jpg")
+    assert main(["predict", str(pictures / "mixed"), missing]) == 1
+    cap = capsys.readouterr()
+    out, err = cap.out, cap.err
+    assert "1 picture(s) read, 1 face(s) found, 4 failed" in out
+    for name, reason in [("truncated.jpg", "truncated"), ("empty.png", "empty file"), ("text.jpg", "not an image"),
+                         ("nope.jpg", "no such file")]:
+        assert any(name in line and reason in line for line in out.splitlines()), (name, out)
+        assert name in err
+    assert "readme.md" not in out
+
+
+def test_csv_and_glob(pictures, capsys):
+    assert main(["predict", str(pictures / "good" / "*.png"), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["path"].split("/")[-1] for r in rows] == ["blank.png", "two.png", "two.png"]
+    assert rows[0]["error"] == "no face"
+    assert sum(float(rows[1][c]) for c in EMOTIONS) == pytest.approx(1, abs=1e-3)
+
+
+def test_annotate_and_no_detect(pictures, tmp_path, capsys):
+    out_dir = tmp_path / "ann"
+    assert main(["predict", str(pictures / "good" / "one.jpg"), str(pictures / "good" / "blank.png"),
+                 "--annotate", str(out_dir)]) == 0
+    written = sorted(p.name for p in out_dir.iterdir())
+    assert written == ["blank.png", "one.jpg"]
+    assert all(cv2.imread(str(out_dir / n)) is not None for n in written)
+    capsys.readouterr()
+    assert main(["predict", str(pictures / "good" / "blank.png"), "--no-detect", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["results"][0]["faces"]) == 1 and doc["summary"]["detector"] == "none"
+
+
+def test_nothing_readable_is_an_error(pictures, tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "missing.png")]) == 2
+    assert "none of the 1 input(s) could be read" in capsys.readouterr().err
+    assert main(["predict"]) == 2
+    assert "--example" in capsys.readouterr().err

@@ -1,0 +1,158 @@
+"""Face detection and FER-style cropping on a real photo (skimage's astronaut) and images built from it."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from emoscope.faces import (
+    BlazeFaceDetector,
+    Detection,
+    FaceDetector,
+    HaarDetector,
+    align_crop,
+    crop_faces,
+    eye_angle,
+    get_detector,
+)
+
+FACE_CENTRE = (225, 120)  # the astronaut's face, in pixels of the 512 x 512 photo
+
+
+@pytest.fixture(scope="module")
+def bgr() -> np.ndarray:
+    return np.ascontiguousarray(data.astronaut()[..., ::-1])
+
+
+@pytest.fixture(scope="module")
+def blaze() -> BlazeFaceDetector:
+    return BlazeFaceDetector()
+
+
+@pytest.fixture(scope="module")
+def haar() -> HaarDetector:
+    return HaarDetector()
+
+
+def _centre(box):
+    x, y, w, h = box
+    return x + w / 2, y + h / 2
+
+
+def _tile(bgr):
+    """2 x 2 tiling with mirrored copies: four faces at known places in a 1024 x 1024 picture."""
+    return np.ascontiguousarray(np.vstack([np.hstack([bgr, bgr[:, ::-1]]), np.hstack([bgr[:, ::-1], bgr])]))
+
+
+def _expected_tile_centres():
+    cx, cy = FACE_CENTRE
+    return [(cx, cy), (1023 - cx, cy), (511 - cx, 512 + cy), (512 + cx, 512 + cy)]
+
+
+@pytest.mark.parametrize("name", ["blazeface", "haar"])
+def test_finds_the_astronaut(name, bgr, blaze, haar):
+    det = blaze if name == "blazeface" else haar
+    found = det.detect(bgr)
+    assert len(found) == 1
+    d = found[0]
+    cx, cy = _centre(d.box)
+    assert abs(cx - FACE_CENTRE[0]) < 20 and abs(cy - FACE_CENTRE[1]) < 25
+    assert 70 < d.box[2] < 140 and 0 < d.score <= 1
+    assert d.landmarks is not None and d.landmarks.shape[1] == 2  # eyes found (Haar eye cascade / BlazeFace)
+    assert abs(eye_angle(d.landmarks)) < 10  # her eyes are about level
+    assert d.landmarks[0][0] < d.landmarks[1][0]
+
+
+def test_blazeface_keypoints(bgr, blaze):
+    d = blaze.detect(bgr)[0]
+    assert d.landmarks.shape == (6, 2)
+    x, y, w, h = d.box
+    eyes, nose, mouth = d.landmarks[:2], d.landmarks[2], d.landmarks[3]
+    assert np.all((eyes[:, 0] > x) & (eyes[:, 0] < x + w))
+    assert eyes[:, 1].mean() < nose[1] < mouth[1]  # eyes above nose above mouth
+
+
+@pytest.mark.parametrize("name", ["blazeface", "haar"])
+def test_counts_faces_in_a_tiled_picture(name, bgr, blaze, haar):
+    det = blaze if name == "blazeface" else haar
+    found = det.detect(_tile(bgr))
+    assert len(found) == 4
+    for ex, ey in _expected_tile_centres():
+        assert any(abs(_centre(d.box)[0] - ex) < 30 and abs(_centre(d.box)[1] - ey) < 30 for d in found)
+
+
+def test_blazeface_batch_and_opencv_runtime_agree(bgr, blaze):
+    shifted = np.roll(bgr, (40, -60), axis=(0, 1))
+    batch = blaze.detect_many([bgr, shifted, np.zeros((100, 80, 3), np.uint8)])
+    assert [len(b) for b in batch] == [1, 1, 0]
+    assert batch[0][0].box == blaze.detect(bgr)[0].box
+    sx, sy = _centre(batch[1][0].box)
+    ox, oy = _centre(batch[0][0].box)
+    assert abs((sx - ox) - (-60)) < 6 and abs((sy - oy) - 40) < 6  # the box moved with the face
+    cv = BlazeFaceDetector(runtime="opencv").detect(bgr)[0]
+    assert np.abs(np.subtract(cv.box, batch[0][0].box)).max() <= 1
+
+
+def test_gray_and_odd_shapes(bgr, blaze, haar):
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    assert len(blaze.detect(gray)) == 1 and len(haar.detect(gray)) == 1
+    wide = np.zeros((300, 1400, 3), np.uint8)
+    wide[:, 500:1012] = bgr[100:400]
+    assert len(blaze.detect(wide)) == 1  # letterboxing keeps the aspect ratio
+    assert blaze.detect(np.full((480, 640, 3), 127, np.uint8)) == []
+    assert haar.detect(np.full((480, 640), 127, np.uint8)) == []
+
+
+def test_close_up_and_single_networks(bgr, blaze):
+    close = cv2.resize(bgr[40:220, 130:310], (400, 400))  # the face fills the picture
+    assert len(blaze.detect(close)) == 1
+    assert len(BlazeFaceDetector("short").detect(close)) == 1
+    assert len(BlazeFaceDetector("full").detect(bgr)) == 1
+    with pytest.raises(ValueError):
+        BlazeFaceDetector("medium")
+
+
+def test_get_detector():
+    assert get_detector("auto").name == "blazeface"
+    assert get_detector("blazeface-full").name == "blazeface-full"
+    assert get_detector("blazeface-short").name == "blazeface-short"
+    assert get_detector("haar").name == "haar"
+    with pytest.raises(ValueError, match="unknown face detector"):
+        get_detector("nope")
+
+    class Custom:
+        name = "custom"
+
+        def detect(self, image):
+            return [Detection((0, 0, 10, 10), 1.0)]
+
+    c = Custom()
+    assert get_detector(c) is c and isinstance(c, FaceDetector)
+
+
+def test_crop_is_a_centred_48px_face(bgr, blaze):
+    d = blaze.detect(bgr)[0]
+    crops = crop_faces(bgr, [d], 48, margin=0.15)
+    assert crops.shape == (1, 48, 48) and crops.dtype == np.uint8
+    # the crop centre is face (skin), not background; a wider margin shows more of the picture
+    wide = align_crop(bgr, d.box, d.landmarks, 48, margin=0.6)
+    assert wide.shape == (48, 48)
+    assert not np.array_equal(wide, crops[0])
+    assert crop_faces(bgr, [], 48).shape == (0, 48, 48)
+
+
+def test_alignment_levels_the_eyes(bgr, blaze):
+    rot = cv2.warpAffine(bgr, cv2.getRotationMatrix2D(FACE_CENTRE, 20, 1.0), (512, 512),
+                         borderMode=cv2.BORDER_REPLICATE)
+    d_up, d_rot = blaze.detect(bgr)[0], blaze.detect(rot)[0]
+    assert abs(eye_angle(d_rot.landmarks) + 20) < 6  # image rotated 20 degrees counter-clockwise
+    upright = align_crop(bgr, d_up.box, d_up.landmarks, 48, 0.15).astype(float)
+    aligned = align_crop(rot, d_rot.box, d_rot.landmarks, 48, 0.15).astype(float)
+    unaligned = align_crop(rot, d_rot.box, None, 48, 0.15).astype(float)
+
+    def corr(a, b):
+        return np.corrcoef(a.ravel(), b.ravel())[0, 1]
+
+    assert corr(aligned, upright) > corr(unaligned, upright) + 0.1

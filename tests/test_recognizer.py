@@ -1,0 +1,241 @@
+"""The Recognizer on real pictures, every input type, both backends, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from emoscope.datasets.images import MAX_PIXELS, ImageReadError
+from emoscope.export import export_onnx, quantize_int8, read_onnx_metadata
+from emoscope.labels import EMOTIONS
+from emoscope.recognizer import Face, Recognizer, load_image, read_image
+from emoscope.weights import default_weights_path
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def bgr(rgb) -> np.ndarray:
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+@pytest.fixture(scope="module")
+def rec() -> Recognizer:
+    return Recognizer(backend="torch")
+
+
+@pytest.fixture(scope="module")
+def onnx_copy(tmp_path_factory):
+    """A copy of the shipped .pt with its ONNX export beside it."""
+    d = tmp_path_factory.mktemp("onnx")
+    pt = d / "model.pt"
+    shutil.copy(default_weights_path(), pt)
+    onnx_path = export_onnx(pt, d / "model.onnx")
+    return pt, onnx_path
+
+
+def _check_face(f: Face, shape) -> None:
+    h, w = shape[:2]
+    x, y, bw, bh = f.box
+    assert x >= 0 and y >= 0 and x + bw <= w and y + bh <= h and bw > 0 and bh > 0
+    assert tuple(f.probs) == EMOTIONS
+    assert sum(f.probs.values()) == pytest.approx(1.0, abs=1e-4)
+    assert all(0 <= p <= 1 for p in f.probs.values())
+    assert f.label == max(f.probs, key=f.probs.get)
+    assert 0 < f.score <= 1
+
+
+def test_predict_outputs(rec, bgr):
+    faces = rec.predict(bgr)
+    assert len(faces) == 1
+    _check_face(faces[0], bgr.shape)
+    d = faces[0].to_dict()
+    json.dumps(d)
+    assert set(d) == {"box", "score", "label", "probs", "landmarks"} and len(d["landmarks"]) == 6
+    assert rec.classes == EMOTIONS
+
+
+def test_input_types_agree(rec, rgb, bgr, tmp_path):
+    ref = rec.predict(bgr)[0]
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), bgr)
+    for src, kw in [(rgb, {"color": "rgb"}), (Image.fromarray(rgb), {}), (str(path), {}), (path, {}),
+                    (np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), {"color": "rgb"}),
+                    (bgr.astype(np.float32) / 255.0, {})]:
+        f = rec.predict(src, **kw)[0]
+        assert f.box == ref.box
+        assert np.allclose(list(f.probs.values()), list(ref.probs.values()), atol=0.02)
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    assert len(rec.predict(gray)) == 1
+    assert len(rec.predict(Image.fromarray(gray))) == 1
+    # reading RGB as if it were BGR changes the detector's input, but must still work
+    assert len(rec.predict(rgb)) == 1
+
+
+def test_classify(rec, bgr):
+    crops = np.stack([cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (48, 48))] * 3)
+    p = rec.classify(crops)
+    assert p.shape == (3, 7) and p.dtype == np.float32
+    assert np.allclose(p.sum(1), 1, atol=1e-5)
+    assert np.allclose(p[0], p[2])
+    assert rec.classify(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
+    assert rec.classify(crops[0]).shape == (1, 7)
+    flip = Recognizer(backend="torch", detector=None, tta="flip")
+    assert flip.classify(crops).shape == (3, 7)
+
+
+def test_predict_many_batches_across_pictures(rec, bgr):
+    tiled = np.hstack([bgr, bgr[:, ::-1]])
+    blank = np.full((200, 300, 3), 40, np.uint8)
+    out = rec.predict_many([bgr, blank, tiled])
+    assert [len(x) for x in out] == [1, 0, 2]
+    assert out[0][0].box == rec.predict(bgr)[0].box
+    assert out[2][0].box[0] < out[2][1].box[0]  # left to right
+    for f in out[2]:
+        _check_face(f, tiled.shape)
+
+
+def test_no_face_gives_empty_list(rec):
+    assert rec.predict(np.zeros((240, 320, 3), np.uint8)) == []
+    assert rec.predict(np.full((64, 64), 200, np.uint8)) == []
+
+
+def test_no_detect_mode(bgr):
+    r = Recognizer(backend="torch", detector=None)
+    faces = r.predict(bgr[:, :400])
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.box == (0, 56, 400, 400) and f.score == 1.0 and f.landmarks is None
+    _check_face(f, (512, 400))
+    crop = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
+    assert len(r.predict(crop)) == 1
+
+
+def test_haar_detector_works_too(bgr):
+    r = Recognizer(backend="torch", detector="haar")
+    faces = r.predict(bgr)
+    assert len(faces) == 1
+    _check_face(faces[0], bgr.shape)
+
+
+def test_onnx_matches_torch(onnx_copy, rec, bgr):
+    pt, onnx_path = onnx_copy
+    meta = read_onnx_metadata(onnx_path)
+    assert json.loads(meta["classes"]) == list(EMOTIONS) and meta["input_size"] == "48"
+    r_onnx = Recognizer(weights=onnx_path)
+    assert r_onnx.backend_name == "onnx"
+    tiled = np.vstack([bgr, bgr[::-1]])
+    crops = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    assert np.allclose(r_onnx.classify(crops), rec.classify(crops), atol=1e-4)
+    a, b = rec.predict(bgr)[0], r_onnx.predict(bgr)[0]
+    assert a.box == b.box
+    assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-4)
+    assert len(r_onnx.predict(tiled)) >= 1
+
+
+def test_auto_backend_uses_fresh_onnx_only(onnx_copy, tmp_path):
+    pt, onnx_path = onnx_copy
+    assert Recognizer(weights=pt, backend="auto", detector=None).backend_name == "onnx"
+    assert Recognizer(weights=pt, backend="torch", detector=None).backend_name == "torch"
+    stale = tmp_path / "model.pt"
+    shutil.copy(pt, stale)
+    shutil.copy(onnx_path, tmp_path / "model.onnx")
+    with open(stale, "ab") as f:  # the .pt changed after the export: the .onnx is stale
+        f.write(b"\0")
+    assert Recognizer(weights=stale, backend="auto", detector=None).backend_name == "torch"
+    with pytest.raises(FileNotFoundError):
+        Recognizer(weights=tmp_path / "nothing.pt", backend="onnx")
+
+
+def test_int8_quantisation_runs(onnx_copy, bgr, tmp_path):
+    pt, onnx_path = onnx_copy
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    rng = np.random.default_rng(0)
+    calib = np.stack([cv2.resize(np.roll(gray, rng.integers(-40, 40, 2), (0, 1))[40:240, 120:320], (48, 48))
+                      for _ in range(32)])
+    q = quantize_int8(onnx_path, tmp_path / "model.int8.onnx", calib)
+    r = Recognizer(weights=q)
+    assert r.backend_name == "onnx-int8"
+    p = r.classify(calib[:4])
+    assert p.shape == (4, 7) and np.allclose(p.sum(1), 1, atol=1e-4)
+    with pytest.raises(ValueError):
+        quantize_int8(onnx_path, tmp_path / "x.onnx", np.zeros((0, 48, 48), np.uint8))
+
+
+# ------------------------------------------------------------------------------------------- bad inputs
+def _png_header_only(path, width, height):
+    """A PNG whose header claims width x height pixels (a decompression bomb), with almost no data."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def bad_files(tmp_path, bgr):
+    ok, jpg = cv2.imencode(".jpg", bgr)
+    ok2, png = cv2.imencode(".png", bgr)
+    files = {
+        "missing": (tmp_path / "missing.jpg", "not found"),
+        "empty": (tmp_path / "empty.jpg", "empty"),
+        "truncated_jpg": (tmp_path / "cut.jpg", "truncated"),
+        "truncated_png": (tmp_path / "cut.png", "truncated|corrupt"),
+        "text": (tmp_path / "notes.txt", "not an image"),
+        "fake_jpg": (tmp_path / "fake.jpg", "not an image"),
+        "unsupported": (tmp_path / "vector.svg", "unsupported"),
+        "bomb": (tmp_path / "bomb.png", "too large"),
+        "folder": (tmp_path / "adir", "folder"),
+    }
+    files["empty"][0].write_bytes(b"")
+    files["truncated_jpg"][0].write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    files["truncated_png"][0].write_bytes(png.tobytes()[: len(png) // 2])
+    files["text"][0].write_text("hello, I am not a picture\n")
+    files["fake_jpg"][0].write_bytes(b"GIF89a but not really" * 10)
+    files["unsupported"][0].write_text('<svg xmlns="http://www.w3.org/2000/svg"><rect width="9" height="9"/></svg>')
+    side = int(MAX_PIXELS**0.5) + 100
+    _png_header_only(files["bomb"][0], side, side)
+    files["folder"][0].mkdir()
+    return files
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "truncated_jpg", "truncated_png", "text", "fake_jpg",
+                                  "unsupported", "bomb", "folder"])
+def test_bad_files_give_clear_errors(kind, bad_files, rec):
+    path, message = bad_files[kind]
+    with pytest.raises(ImageReadError, match=message):
+        read_image(path)
+    with pytest.raises(ImageReadError, match=message):
+        rec.predict(path)
+
+
+def test_bad_arrays_and_types():
+    with pytest.raises(ImageReadError, match="not a picture"):
+        load_image(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(ImageReadError, match="not a picture"):
+        load_image(np.zeros((0, 10), np.uint8))
+    with pytest.raises(TypeError, match="unsupported picture type"):
+        load_image(12345)
+    with pytest.raises(ValueError, match="color"):
+        load_image(np.zeros((4, 4, 3), np.uint8), color="hsv")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="backend"):
+        Recognizer(backend="tensorflow")
+    with pytest.raises(ValueError, match="tta"):
+        Recognizer(backend="torch", tta="more")
+    with pytest.raises(ValueError, match="unknown face detector"):
+        Recognizer(backend="torch", detector="magic")

@@ -1,0 +1,95 @@
+"""The results table: upsert by key, atomic JSON store, markdown rendering, command capture."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from emoscope.evaluation import classification_metrics
+from emoscope.labels import EMOTIONS
+from emoscope.results import ResultRow, ResultsStore, current_command, record, render_markdown
+
+
+def row(model: str = "pytorch_4conv", acc: float = 0.6, **kw) -> ResultRow:
+    base = {"experiment": "reproduce", "dataset": "fer2013", "setting": "7-class Training/PrivateTest",
+            "model": model, "accuracy": acc, "macro_f1": acc - 0.1, "params": {"epochs": 30, "lr": 0.001},
+            "train_time_s": 1500.0, "per_class_f1": {c: 0.5 for c in EMOTIONS}, "command": "python x.py --a"}
+    base.update(kw)
+    return ResultRow(**base)
+
+
+def test_upsert_replaces_same_key(tmp_path):
+    st = ResultsStore(tmp_path / "r.json")
+    assert st.upsert(row()) is False
+    assert st.upsert(row(acc=0.7)) is True
+    assert st.upsert(row(params={"epochs": 60, "lr": 0.001})) is False  # other params: new row
+    assert st.upsert(row(model="keras_arch1")) is False
+    assert [r.accuracy for r in st.rows] == [0.7, 0.6, 0.6]
+    assert all(r.date.endswith("UTC") for r in st.rows)
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    path = tmp_path / "sub" / "r.json"
+    st = ResultsStore(path)
+    st.upsert(row(extra={"flip_tta_accuracy": 0.65}, notes="smoke"))
+    st.save()
+    assert not path.with_suffix(".json.tmp").exists()
+    again = ResultsStore(path)
+    assert len(again.rows) == 1
+    r = again.rows[0]
+    assert r.extra == {"flip_tta_accuracy": 0.65} and r.per_class_f1["fear"] == 0.5 and r.train_time_s == 1500.0
+    assert json.loads(path.read_text())[0]["model"] == "pytorch_4conv"
+
+
+def test_bad_store_is_refused(tmp_path):
+    p = tmp_path / "bad.json"
+    p.write_text('{"not": "a list"}')
+    with pytest.raises(ValueError, match="JSON list"):
+        ResultsStore(p)
+
+
+def test_from_metrics():
+    m = classification_metrics([0, 1, 2, 2], [0, 1, 2, 0], EMOTIONS[:3])
+    r = ResultRow.from_metrics("exp", "ds", "s", "m", m, params={"a": 1}, command="c")
+    assert r.accuracy == 0.75 and set(r.per_class_f1) == {"angry", "disgust", "fear"} and r.params == {"a": 1}
+
+
+def test_markdown_sections_columns_and_commands():
+    rows = [row(), row(model="keras_arch1", command="python x.py --b"),
+            row(model="m|pipe", experiment="optimizers", per_class_f1={"happy": 0.9, "contempt": 0.1},
+                train_time_s=None, params={})]
+    md = render_markdown(rows, "Results")
+    assert md.startswith("# Results")
+    assert "## reproduce" in md and "## optimizers" in md
+    assert md.index("F1 happy") < md.index("F1 contempt")  # canonical order first, extra classes after
+    assert "| epochs=30, lr=0.001 |" in md and "25.0 min" in md
+    assert "1. `python x.py --a`" in md and "2. `python x.py --b`" in md
+    assert "m\\|pipe" in md  # pipes escaped
+    table = [ln for ln in md.splitlines() if ln.startswith("| fer2013")]
+    assert len(table) == 3 and all(ln.count("|") == table[0].count("|") for ln in table[:2])
+
+
+def test_record_writes_store_and_markdown(tmp_path):
+    store, md = tmp_path / "results.json", tmp_path / "RESULTS.md"
+    record(row(), store, md)
+    record([row(acc=0.8), row(model="gudi_tflearn")], store, md)
+    st = ResultsStore(store)
+    assert len(st.rows) == 2 and st.rows[0].accuracy == 0.8
+    text = md.read_text()
+    assert "0.8000" in text and "gudi_tflearn" in text
+    record(row(model="x"), store, None)  # markdown skipped
+    assert "| x |" not in md.read_text()
+
+
+def test_current_command(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["benchmarks/reproduce.py", "--epochs", "3", "--name", "a b"])
+    assert current_command() == "python benchmarks/reproduce.py --epochs 3 --name 'a b'"
+    monkeypatch.setattr(sys, "argv", [str(Path.cwd() / "benchmarks" / "x.py"), "--smoke"])
+    assert current_command() == "python benchmarks/x.py --smoke"
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/emoscope", "baselines", "--grid"])
+    assert current_command() == "emoscope baselines --grid"
+    monkeypatch.setattr(sys, "argv", ["/x/emoscope/__main__.py", "explain", "f.jpg"])
+    assert current_command() == "python -m emoscope explain f.jpg"

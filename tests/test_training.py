@@ -1,0 +1,125 @@
+"""A tiny training run whose loss falls, exact resume, optimizers and schedules, augmentation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emoscope.augment import AugmentConfig, augment_batch, mixup, random_affine
+from emoscope.datasets.faceset import FaceSet
+from emoscope.models.checkpoint import read_checkpoint
+from emoscope.training import TrainConfig, class_weight_tensor, make_optimizer, make_scheduler, train
+
+
+def toy_faces(n_per_class=24, classes=7, seed=0) -> FaceSet:
+    """Faces whose class is a bright bar at a class-specific row: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    imgs, labels = [], []
+    for c in range(classes):
+        for _ in range(n_per_class):
+            img = rng.integers(0, 60, (48, 48)).astype(np.uint8)
+            img[4 + 6 * c : 8 + 6 * c, 6:42] = 230
+            imgs.append(img)
+            labels.append(c)
+    n = len(labels)
+    return FaceSet(np.stack(imgs), np.array(labels), ["train"] * n, [f"toy{i}" for i in range(n)])
+
+
+def tiny_cfg(tmp_path, **kw) -> TrainConfig:
+    base = dict(model="emovgg_s", model_kwargs={"width": 8}, epochs=3, batch_size=32, lr=0.05, schedule="cosine",
+                augment=False, bf16=False, out_dir=str(tmp_path / "run"), threads=1, label_smoothing=0.0)
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def test_loss_falls_and_run_folder_is_complete(tmp_path):
+    faces = toy_faces()
+    summary = train(tiny_cfg(tmp_path, epochs=4), faces, faces, progress=False)
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"] * 0.8
+    assert summary["best_acc"] > 0.5
+    for name in ("config.json", "last.pt", "best.pt", "history.csv", "curves.png"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+    ck = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert ck["model_name"] == "emovgg_s" and ck["classes"][0] == "angry"
+
+
+def test_resume_gives_identical_results(tmp_path):
+    faces = toy_faces(12)
+    cfg_a = tiny_cfg(tmp_path / "a", augment=True, mixup_alpha=0.2)
+    train(cfg_a, faces, faces, progress=False)
+    cfg_b = tiny_cfg(tmp_path / "b", augment=True, mixup_alpha=0.2)
+    train(cfg_b, faces, faces, progress=False, stop_after=1)
+    train(cfg_b, faces, faces, progress=False, resume=True)
+    a = read_checkpoint(tmp_path / "a" / "run" / "last.pt")
+    b = read_checkpoint(tmp_path / "b" / "run" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+def test_resume_refuses_a_changed_schedule(tmp_path):
+    faces = toy_faces(4)
+    train(tiny_cfg(tmp_path), faces, None, progress=False, stop_after=1)
+    with pytest.raises(ValueError, match="epochs differ"):
+        train(tiny_cfg(tmp_path, epochs=5), faces, None, progress=False, resume=True)
+
+
+def test_early_stopping_and_init_weights(tmp_path):
+    faces = toy_faces(6)
+    summary = train(tiny_cfg(tmp_path, epochs=10, early_stopping=1, lr=0.0, schedule="constant"), faces, faces,
+                    progress=False)
+    assert summary["epochs_run"] == 2
+    best = tmp_path / "run" / "best.pt"
+    cfg = tiny_cfg(tmp_path / "ft", epochs=1, lr=0.0, schedule="constant", init_weights=str(best))
+    train(cfg, faces, faces, progress=False)
+    a, b = read_checkpoint(best)["model"], read_checkpoint(tmp_path / "ft" / "run" / "last.pt")["model"]
+    assert torch.equal(a["body.0.0.weight"], b["body.0.0.weight"])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "plateau", "constant"])
+def test_optimizers_and_schedules(name, schedule):
+    p = [torch.nn.Parameter(torch.ones(3))]
+    cfg = TrainConfig(optimizer=name, schedule=schedule, lr=0.1, epochs=2)
+    opt = make_optimizer(cfg, p)
+    sched, per_batch = make_scheduler(cfg, opt, 5)
+    assert per_batch == (schedule != "plateau")
+    with pytest.raises(ValueError):
+        make_optimizer(TrainConfig(optimizer="lbfgs"), p)
+
+
+def test_class_weights_are_inverse_frequency():
+    w = class_weight_tensor(np.array([0, 0, 0, 1]), 3)
+    assert w[1] > w[0] and w[2] == 0
+
+
+def test_unknown_config_field_is_refused():
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"epochz": 3})
+
+
+def test_augmentation_is_seeded_and_keeps_range():
+    x = torch.rand(16, 1, 48, 48)
+    cfg = AugmentConfig()
+    a = augment_batch(x, cfg, torch.Generator().manual_seed(1))
+    b = augment_batch(x, cfg, torch.Generator().manual_seed(1))
+    c = augment_batch(x, cfg, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert augment_batch(x, cfg, torch.Generator().manual_seed(1), out_size=40).shape == (16, 1, 40, 40)
+
+
+def test_identity_affine_and_flip():
+    x = torch.rand(4, 1, 48, 48)
+    still = AugmentConfig(rotation=0, scale=0, shift=0, shear=0, hflip=0)
+    assert torch.allclose(random_affine(x, still, torch.Generator()), x, atol=1e-5)
+    flip = AugmentConfig(rotation=0, scale=0, shift=0, shear=0, hflip=1.0)
+    assert torch.allclose(random_affine(x, flip, torch.Generator()), x.flip(-1), atol=1e-5)
+
+
+def test_mixup_mixes_pairs():
+    x, y = torch.rand(8, 1, 4, 4), torch.arange(8)
+    xm, ya, yb, lam = mixup(x, y, 0.4, torch.Generator().manual_seed(0))
+    assert 0 <= lam <= 1 and torch.equal(ya, y) and sorted(yb.tolist()) == list(range(8))

@@ -1,0 +1,265 @@
+"""Video: sources and their errors, tracking and per-face smoothing, writers, capture, and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from emoscope.cli import main
+from emoscope.labels import EMOTIONS
+from emoscope.recognizer import Face, Recognizer
+from emoscope.video import (
+    CaptureTrigger,
+    FaceTracker,
+    Frame,
+    TrackedFace,
+    VideoSourceError,
+    analyze,
+    open_source,
+    run_video,
+)
+
+N_FRAMES, FPS = 10, 8.0
+
+
+def _face_patch() -> np.ndarray:
+    return cv2.resize(np.ascontiguousarray(data.astronaut()[30:230, 130:330, ::-1]), (120, 120))
+
+
+def _frames(n: int = N_FRAMES):
+    """480 x 360 frames with two faces moving towards each other (one mirrored)."""
+    face = _face_patch()
+    for i in range(n):
+        fr = np.full((360, 480, 3), 90, np.uint8)
+        x1, x2 = 10 + 8 * i, 350 - 8 * i
+        fr[20:140, x1 : x1 + 120] = face
+        fr[220:340, x2 : x2 + 120] = face[:, ::-1]
+        yield fr
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "two_faces.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (480, 360))
+    for fr in _frames():
+        w.write(fr)
+    w.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def rec() -> Recognizer:
+    return Recognizer(backend="torch")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _probs(label: str, p: float = 0.7) -> dict[str, float]:
+    rest = (1 - p) / (len(EMOTIONS) - 1)
+    return {c: (p if c == label else rest) for c in EMOTIONS}
+
+
+def _face(x: int, y: int, label: str, p: float = 0.7, side: int = 100) -> Face:
+    probs = _probs(label, p)
+    return Face((x, y, side, side), 0.9, probs, label)
+
+
+# --------------------------------------------------------------------------------------------- tracking
+def test_track_ids_are_stable_and_smoothing_stays_per_face():
+    tr = FaceTracker(smoothing="ema", time_constant=1.0)
+    ids = None
+    for i in range(20):
+        a = _face(50 + 10 * i, 50, "happy", 0.9)
+        b = _face(500 - 10 * i, 300, "sad", 0.6)
+        faces = [a, b] if i % 2 else [b, a]  # the order of detections must not matter
+        out = tr.update(faces, i / 10)
+        by_label = {f.probs["happy"] > 0.5: f for f in out}
+        pair = (by_label[True].track_id, by_label[False].track_id)
+        ids = ids or pair
+        assert pair == ids
+        # fixed raw probabilities: each track's smoothed value must stay exactly its own face's
+        for f in out:
+            assert np.allclose(list(f.smoothed.values()), list(f.probs.values()))
+    assert set(ids) == {1, 2}
+
+
+def test_ema_uses_the_time_constant():
+    tr = FaceTracker(smoothing="ema", time_constant=0.5)
+    tr.update([_face(10, 10, "sad", 1.0)], 0.0)
+    out = tr.update([_face(12, 10, "happy", 1.0)], 0.5)[0]
+    alpha = 1 - math.exp(-1)
+    assert out.smoothed["happy"] == pytest.approx(alpha, abs=1e-6)
+    assert out.smoothed["sad"] == pytest.approx(1 - alpha, abs=1e-6)
+    assert out.label == "happy" and out.probs["happy"] == 1.0
+    # the same interval in more, smaller steps ends at the same value: frame-rate independent
+    tr2 = FaceTracker(smoothing="ema", time_constant=0.5)
+    tr2.update([_face(10, 10, "sad", 1.0)], 0.0)
+    for k in range(1, 6):
+        last = tr2.update([_face(10, 10, "happy", 1.0)], k * 0.1)[0]
+    assert last.smoothed["happy"] == pytest.approx(alpha, abs=1e-6)
+
+
+def test_vote_smoothing_window():
+    tr = FaceTracker(smoothing="vote", time_constant=0.35)
+    labels = ["happy", "happy", "sad", "happy", "sad", "sad", "sad"]
+    outs = [tr.update([_face(10, 10, lab)], k * 0.1)[0] for k, lab in enumerate(labels)]
+    assert outs[2].label == "happy"  # 2 of 3 votes
+    assert outs[-1].label == "sad"
+    assert sum(outs[-1].smoothed.values()) == pytest.approx(1.0)
+    assert outs[-1].smoothed["sad"] == pytest.approx(0.75, abs=1e-3)  # window: t = 0.3 .. 0.6
+
+
+def test_tracks_expire_and_new_faces_get_new_ids():
+    tr = FaceTracker(max_missing=2)
+    assert tr.update([_face(10, 10, "happy")], 0)[0].track_id == 1
+    for k in range(3):
+        assert tr.update([], 0.1 * (k + 1)) == []
+    assert tr.update([_face(10, 10, "happy")], 0.5)[0].track_id == 2
+    far = tr.update([_face(10, 10, "happy"), _face(400, 10, "sad")], 0.6)
+    assert [f.track_id for f in far] == [2, 3]
+
+
+def test_fast_move_matched_by_centre_distance():
+    tr = FaceTracker(iou_threshold=0.3)
+    tr.update([_face(100, 100, "happy")], 0)
+    out = tr.update([_face(150, 110, "happy")], 0.1)  # IoU ~0.3-, centres close
+    assert out[0].track_id == 1
+
+
+# ----------------------------------------------------------------------------------------------- sources
+def test_video_file_tracks_two_faces(video, rec):
+    src = open_source(video)
+    assert src.kind == "file" and src.fps == pytest.approx(FPS)
+    tracker = FaceTracker(classes=rec.classes)
+    results = list(analyze(src, rec, tracker))
+    src.close()
+    assert len(results) == N_FRAMES
+    first = {f.track_id: f.box for f in results[0].faces}
+    assert len(first) == 2
+    top_id = min(first, key=lambda t: first[t][1])
+    for r in results:
+        assert len(r.faces) == 2 and {f.track_id for f in r.faces} == set(first)
+        top = min(r.faces, key=lambda f: f.box[1])
+        assert top.track_id == top_id  # the upper face keeps its id while moving right
+        assert r.frame.t == pytest.approx(r.frame.index / FPS)
+
+
+def test_run_video_writes_video_csv_timeline(video, rec, tmp_path):
+    out, csv_path, png = tmp_path / "out.mp4", tmp_path / "faces.csv", tmp_path / "timeline.png"
+    report = run_video(open_source(video), rec, every=2, out=out, csv_path=csv_path, timeline_png=png)
+    assert report.frames == N_FRAMES and report.analysed == N_FRAMES // 2 and report.skipped == 0
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == N_FRAMES  # every frame written, skipped ones with the last annotations
+    assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 480
+    cap.release()
+    rows = _read_csv(csv_path)
+    assert len(rows) == 2 * (N_FRAMES // 2)
+    assert sorted({int(r["frame"]) for r in rows}) == list(range(0, N_FRAMES, 2))
+    assert {r["track_id"] for r in rows} == {"1", "2"}
+    r0 = rows[0]
+    assert sum(float(r0[f"raw_{c}"]) for c in EMOTIONS) == pytest.approx(1, abs=1e-3)
+    assert sum(float(r0[f"smooth_{c}"]) for c in EMOTIONS) == pytest.approx(1, abs=1e-3)
+    img = cv2.imread(str(png))
+    assert img is not None and img.shape[0] > 50
+    s = report.summary
+    assert set(s["tracks"]) == {1, 2}
+    assert sum(s["overall"]["share"].values()) == pytest.approx(1, abs=1e-3)
+    assert s["overall"]["face_seconds"] == pytest.approx(2 * N_FRAMES / FPS, rel=0.01)
+    assert "#1" in report.summary_text and "all" in report.summary_text
+
+
+def test_folder_source_skips_corrupt_frames(tmp_path, rec):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, fr in enumerate(_frames(5)):
+        cv2.imwrite(str(folder / f"frame{i + 1}.jpg"), fr)
+    (folder / "frame3.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")  # corrupt frame
+    (folder / "frame10.jpg").write_bytes(b"")  # empty frame, sorts last (natural order)
+    (folder / "notes.txt").write_text("ignored: not an image extension")
+    src = open_source(folder, fps=5)
+    frames = list(src)
+    assert [f.index for f in frames] == [0, 1, 3, 4]
+    assert frames[2].t == pytest.approx(3 / 5)
+    assert src.skipped == 2
+    assert any("frame3.jpg" in p for p in src.problems) and any("frame10.jpg" in p for p in src.problems)
+    report = run_video(open_source(folder, fps=5), rec, csv_path=tmp_path / "f.csv", max_frames=2)
+    assert report.frames == 2 and report.analysed == 2
+
+
+def test_source_errors(tmp_path):
+    with pytest.raises(VideoSourceError, match="no such file"):
+        open_source(tmp_path / "nope.mp4")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoSourceError, match="empty"):
+        open_source(empty)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(VideoSourceError, match="cannot open as a video"):
+        open_source(junk)
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(VideoSourceError, match="no image files"):
+        open_source(tmp_path / "nothing")
+    with pytest.raises(VideoSourceError, match="webcam 97"):
+        open_source(97)
+    with pytest.raises(VideoSourceError, match="cannot open the stream"):
+        open_source("rtsp://127.0.0.1:9/none", timeout=2)
+
+
+# ------------------------------------------------------------------------------------------------ capture
+def _tracked(tid: int, label: str) -> TrackedFace:
+    p = _probs(label)
+    return TrackedFace(tid, (10 * tid, 10, 50, 50), 0.9, p, p, label)
+
+
+def test_capture_when_all_faces_hold(tmp_path):
+    img = np.zeros((60, 80, 3), np.uint8)
+    cap = CaptureTrigger("happy", tmp_path / "cap", hold=3, all_faces=True)
+    seq = [("happy", "sad")] * 4 + [("happy", "happy")] * 5 + [("sad", "happy")] + [("happy", "happy")] * 3
+    saved = [cap.update(Frame(i, i / 10, img), [_tracked(1, a), _tracked(2, b)]) for i, (a, b) in enumerate(seq)]
+    hits = [i for i, s in enumerate(saved) if s]
+    assert hits == [6, 12]  # both happy for 3 frames; once per occasion; again after face 1 stopped smiling
+    assert all(cv2.imread(str(saved[i])) is not None for i in hits)
+    anyf = CaptureTrigger("happy", tmp_path / "cap2", hold=2, all_faces=False)
+    got = [anyf.update(Frame(i, 0, img), [_tracked(1, "happy"), _tracked(2, "sad")]) for i in range(3)]
+    assert got[0] is None and got[1] is not None and got[2] is None
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def test_cli_video(video, tmp_path, capsys):
+    out, csv_path = tmp_path / "o.mp4", tmp_path / "o.csv"
+    rc = main(["video", str(video), "--out", str(out), "--csv", str(csv_path), "--timeline",
+               str(tmp_path / "t.png"), "--quiet", "--every", "1", "--smoothing", "vote",
+               "--capture-when", "happy", "--all-faces", "--hold", "2", "--capture-dir", str(tmp_path / "cap")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert f"{N_FRAMES} frame(s)" in text and "all" in text and "captured" in text
+    assert out.is_file() and (tmp_path / "t.png").is_file()
+    assert len(_read_csv(csv_path)) == 2 * N_FRAMES
+
+
+@pytest.mark.parametrize("args, message", [
+    (["97"], "webcam 97"),
+    (["{missing}"], "no such file"),
+    (["{video}", "--show"], "--show"),
+    (["{video}", "--capture-when", "joy"], "--capture-when"),
+    (["{video}", "--every", "0"], "--every"),
+])
+def test_cli_video_errors(args, message, video, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    args = [a.format(missing=tmp_path / "missing.mp4", video=video) for a in args]
+    assert main(["video", *args, "--quiet"]) == 2
+    assert message in capsys.readouterr().err
