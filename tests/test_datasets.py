@@ -6,8 +6,8 @@ import gzip
 import cv2
 import numpy as np
 import pytest
-from conftest import dataset_or_skip
 
+from conftest import dataset_or_skip
 from emoscope.datasets import DatasetError, load_dataset
 from emoscope.datasets.fer_csv import read_fer_csv
 from emoscope.datasets.ferplus import majority_label

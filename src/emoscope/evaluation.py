@@ -13,7 +13,7 @@ from .preprocess import normalize, resize_batch, to_unit
 TTA_MODES = ("none", "flip", "crops")
 
 
-def _views(x: torch.Tensor, tta: str, crop: int) -> list[torch.Tensor]:
+def tta_views(x: torch.Tensor, tta: str, crop: int) -> list[torch.Tensor]:
     """Input views for test-time augmentation (flip: 2 views; crops: 5 crops + their flips = 10 + full + flip)."""
     if tta == "none":
         return [x]
@@ -46,7 +46,7 @@ def predict_proba(
     for i in range(0, len(images), batch_size):
         x = resize_batch(to_unit(images[i : i + batch_size]), input_size)
         probs = 0
-        views = _views(x, tta, crop)
+        views = tta_views(x, tta, crop)
         for v in views:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = model(normalize(v, in_chans))

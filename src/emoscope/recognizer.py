@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .datasets.images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageReadError, center_square, to_gray
-from .evaluation import TTA_MODES, _views
+from .evaluation import TTA_MODES, tta_views
 from .export import file_sha256, read_onnx_metadata
 from .faces import DEFAULT_MARGIN, Detection, FaceDetector, crop_faces, detect_many, get_detector
 from .models.checkpoint import load_model
@@ -306,7 +306,7 @@ class Recognizer:
         out = []
         for i in range(0, len(crops), self.batch_size):
             x = resize_batch(to_unit(crops[i : i + self.batch_size]), self.input_size)
-            views = _views(x, self.tta, crop=round(self.input_size * 44 / 48))
+            views = tta_views(x, self.tta, crop=round(self.input_size * 44 / 48))
             probs = sum(torch.softmax(self.backend(normalize(v, self.in_chans)), 1) for v in views)
             out.append((probs / len(views)).numpy())
         if not out:
