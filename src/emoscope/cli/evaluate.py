@@ -18,7 +18,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     weights = Path(args.weights) if args.weights else default_weights_path()
     model, meta = load_model(weights)
-    fs = load_dataset(args.data, scheme=args.scheme, progress=not args.json)
+    fs = load_dataset(args.data, scheme=args.scheme, labels=args.labels, progress=not args.json)
     if fs.failures and not args.json:
         print(fs.failure_summary(), file=sys.stderr)
     split = SPLIT_ALIASES.get(args.split.lower(), args.split)
@@ -53,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset path (FER-2013 CSV or folder, image folder, legend.csv)")
     p.add_argument("--split", default="privatetest",
                    help="split name: training, publictest, privatetest (FER-2013), train/val/test, or all")
+    p.add_argument("--labels", default="default", choices=["default", "ferplus"],
+                   help="ferplus: FER-2013 folder with FER+ majority-vote labels (use --scheme ferplus8 or fer7)")
     p.add_argument("--scheme", default="fer7")
     p.add_argument("--tta", default="crops", choices=["none", "flip", "crops"],
                    help="also report this test-time augmentation (always reported without TTA too)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..datasets import load_dataset
+    from ..datasets.splits import check_classes_present
     from ..training import TrainConfig, train
 
     cfg_dict: dict = json.loads(Path(args.config).read_text()) if args.config else {}
@@ -23,10 +24,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg_dict[k] = json.loads(v) if v[:1] in "[{0123456789-tfn\"" else v
     cfg_dict["out_dir"] = args.out
     cfg = TrainConfig.from_dict(cfg_dict)
-    fs = load_dataset(args.data, scheme=args.scheme)
+    fs = load_dataset(args.data, scheme=args.scheme, labels=args.labels)
     if fs.failures:
         print(fs.failure_summary(), file=sys.stderr)
     train_set = fs.split(args.train_split)
+    check_classes_present(train_set, f"{args.data} split {args.train_split!r}")
     val_set = fs.split(args.val_split) if args.val_split else None
     print(f"training {cfg.model} on {len(train_set)} faces, validating on {len(val_set) if val_set else 0}; "
           f"run folder {cfg.out_dir}")
@@ -53,6 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other TrainConfig field (JSON value)")
+    t.add_argument("--labels", default="default", choices=["default", "ferplus"],
+                   help="ferplus: FER-2013 folder with FER+ majority-vote labels (use --scheme ferplus8 or fer7)")
     t.add_argument("--scheme", default="fer7", help="label scheme: fer7, fer6, ferplus8")
     t.add_argument("--train-split", default="training")
     t.add_argument("--val-split", default="publictest")

@@ -9,8 +9,11 @@ from .faceset import DatasetError, FaceSet
 from .folder import read_image_folder
 
 
-def load_dataset(path: str | Path, scheme: str | LabelScheme = "fer7", **kwargs) -> FaceSet:
+def load_dataset(path: str | Path, scheme: str | LabelScheme = "fer7", labels: str = "default", **kwargs) -> FaceSet:
     """Read a dataset, choosing the reader from what ``path`` is.
+
+    ``labels="ferplus"`` reads the FER-2013 folder with the FER+ majority-vote labels instead
+    (see :mod:`emoscope.datasets.ferplus`; use scheme ``ferplus8`` to keep contempt).
 
     - ``*.csv`` / ``*.csv.gz`` with ``emotion,pixels`` columns: FER-2013 CSV;
     - a folder holding ``legend.csv`` (or ``data/legend.csv``), or a ``legend.csv`` file: legend dataset;
@@ -19,6 +22,12 @@ def load_dataset(path: str | Path, scheme: str | LabelScheme = "fer7", **kwargs)
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"{p}: no such file or folder")
+    if labels == "ferplus":
+        from .ferplus import read_ferplus
+
+        return read_ferplus(p, scheme=scheme, **kwargs)
+    if labels != "default":
+        raise DatasetError(f"unknown labels {labels!r}; use 'default' or 'ferplus'")
     if p.is_file() and p.name.lower() == "legend.csv" or p.is_dir() and _find_legend(p):
         from .legend import read_legend
 

@@ -1,0 +1,85 @@
+"""`emoscope data stats`, `emoscope train` and `emoscope eval` on generated data."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from test_datasets import make_folder
+
+from emoscope.cli import main
+from emoscope.labels import EMOTIONS
+from emoscope.models import create_model
+from emoscope.models.checkpoint import atomic_save, model_meta
+
+
+@pytest.fixture
+def fer_folder(tmp_path):
+    root = make_folder(tmp_path / "fer", per_class=3)
+    # an identical copy across splits, so the duplicate report has something to find
+    img = cv2.imread(str(next((root / "train" / "happy").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(root / "test" / "happy" / "PublicTest_copy.png"), img)
+    return root
+
+
+def test_data_stats_json(fer_folder, capsys):
+    assert main(["data", "stats", str(fer_folder), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"]["Training"]["happy"] == 3 and out["counts"]["PublicTest"]["happy"] == 4
+    assert out["duplicates"]["groups_across_splits"] == 1
+    assert out["image_sizes"]["width"]["max"] == 48
+
+
+def test_data_stats_table(fer_folder, capsys):
+    assert main(["data", "stats", str(fer_folder)]) == 0
+    text = capsys.readouterr().out
+    assert "PrivateTest" in text and "duplicates: 1 groups" in text
+
+
+def test_eval_json_has_the_documented_fields(fer_folder, tmp_path, capsys):
+    torch.manual_seed(0)
+    weights = tmp_path / "w.pt"
+    model = create_model("emovgg_s", width=8)
+    atomic_save({**model_meta("emovgg_s", EMOTIONS, width=8), "model": model.state_dict()}, weights)
+    code = main(["eval", "--weights", str(weights), "--data", str(fer_folder), "--split", "privatetest",
+                 "--tta", "flip", "--json", "--out", str(tmp_path / "rep")])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 21 and 0 <= out["accuracy"] <= 1 and 0 <= out["macro_f1"] <= 1
+    assert set(out["per_class"]) == set(EMOTIONS)
+    assert {"precision", "recall", "f1"} <= set(out["per_class"]["happy"])
+    assert set(out["tta"]) == {"none", "flip"}
+    assert (tmp_path / "rep" / "report.md").exists() and (tmp_path / "rep" / "confusion.png").exists()
+
+
+def test_train_cli_with_config_and_overrides(fer_folder, tmp_path, capsys):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": "emovgg_s", "model_kwargs": {"width": 8}, "epochs": 5, "bf16": False}))
+    out = tmp_path / "run"
+    code = main(["train", "--config", str(cfg), "--data", str(fer_folder), "--epochs", "1", "--batch-size", "8",
+                 "--set", "augment=false", "--out", str(out)])
+    assert code == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["epochs"] == 1 and saved["batch_size"] == 8 and saved["augment"] is False
+    assert saved["model_kwargs"] == {"width": 8}
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["data", "stats", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "no such file" in err and "Traceback" not in err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    (tmp_path / "d").mkdir()
+    cv2.imwrite(str(tmp_path / "d" / "x.png"), np.zeros((48, 48), np.uint8))
+    assert main(["eval", "--weights", str(bad), "--data", str(tmp_path / "d")]) == 2
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+
+
+def test_train_refuses_an_empty_class(fer_folder, tmp_path, capsys):
+    import shutil
+
+    shutil.rmtree(fer_folder / "train" / "disgust")
+    assert main(["train", "--data", str(fer_folder), "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
+    assert "disgust" in capsys.readouterr().err
