@@ -105,7 +105,8 @@ def test_grad_cam_uses_last_conv_run():
     cam, _, _ = explain.grad_cam(model, x)
     assert cam.shape == (48, 48)
     last = explain._last_conv(model, x)
-    assert last is model.stages[-1].conv2[0]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert last is convs[-1]
 
 
 def test_grad_cam_without_conv_raises():

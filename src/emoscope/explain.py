@@ -22,18 +22,8 @@ from skimage.feature import local_binary_pattern  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from torch import nn  # noqa: E402
 
+from .plots import save_figure  # noqa: E402
 from .preprocess import normalize, resize_batch, to_unit  # noqa: E402
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    """Lay out (leaving room for a suptitle), write the PNG, close the figure."""
-    top = 1 - 0.4 / fig.get_size_inches()[1] if fig.get_suptitle() else 1
-    fig.tight_layout(rect=(0, 0, 1, top))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def model_input(model_meta: dict[str, Any] | None, faces: np.ndarray) -> torch.Tensor:
@@ -77,7 +67,7 @@ def plot_eigenfaces(images_or_fitted: np.ndarray | Any, path: str | Path, n: int
             ax.imshow(panels[k], cmap="gray" if k == 0 else "RdBu_r")
             ax.set_title("mean face" if k == 0 else f"eigenface {k}", fontsize=7)
     fig.suptitle("PCA: mean face and eigenfaces")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_mean_face(images: np.ndarray, path: str | Path, classes: Sequence[str] | None = None,
@@ -93,7 +83,7 @@ def plot_mean_face(images: np.ndarray, path: str | Path, classes: Sequence[str] 
         ax.set_title(name, fontsize=8)
         ax.axis("off")
     fig.suptitle("mean faces")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lbp(faces: np.ndarray, path: str | Path, points: int = 8, radius: float = 1.0, grid: int = 6,
@@ -116,7 +106,7 @@ def plot_lbp(faces: np.ndarray, path: str | Path, points: int = 8, radius: float
         axes[1, j].set_title(f"LBP P={points} R={radius:g}" if j == 0 else "", fontsize=8)
         for ax in axes[:, j]:
             ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------- CNN maps
@@ -175,7 +165,7 @@ def plot_feature_maps(model: nn.Module, face: np.ndarray, path: str | Path, mode
     for ax in axes[len(maps):, 0]:
         ax.axis("off")
     fig.suptitle("conv feature maps (most active channels)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _last_conv(model: nn.Module, x: torch.Tensor) -> nn.Conv2d:
@@ -258,7 +248,7 @@ def plot_saliency(model: nn.Module, face: np.ndarray, path: str | Path, model_me
     axes[2].set_title("gradient saliency", fontsize=9)
     for ax in axes:
         ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------ predictions, errors
@@ -300,7 +290,7 @@ def plot_probability_bars(faces: np.ndarray, probs: np.ndarray, classes: Sequenc
         axes[i, 1].set_xlim(0, 1)
         axes[i, 1].tick_params(axis="x", labelsize=7)
     axes[-1, 1].set_xlabel("probability")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -------------------------------------------------------------------------------------------- everything

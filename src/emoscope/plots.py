@@ -12,6 +12,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_figure(fig: plt.Figure, path: str | Path, title: str = "") -> Path:
+    """Title, tight layout, write the PNG and close the figure (so long runs do not leak memory)."""
+    if title:
+        fig.suptitle(title)
+    top = 1 - 0.4 / fig.get_size_inches()[1] if fig.get_suptitle() else 1  # leave room for the suptitle
+    fig.tight_layout(rect=(0, 0, 1, top))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(histories: dict[str, list[dict]], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy against epoch for one or more runs (train dashed, validation solid)."""
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
@@ -29,13 +42,7 @@ def plot_curves(histories: dict[str, list[dict]], path: str | Path, title: str =
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
@@ -52,13 +59,7 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, tit
         ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
         ax.set_yticks(range(len(classes)), classes)
         ax.set(xlabel="predicted", ylabel="true", title=name)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def plot_face_grid(images: np.ndarray, captions: Sequence[str], path: str | Path, cols: int = 8,
@@ -72,10 +73,4 @@ def plot_face_grid(images: np.ndarray, captions: Sequence[str], path: str | Path
         if k < len(images):
             ax.imshow(images[k], cmap="gray", vmin=0, vmax=255)
             ax.set_title(captions[k], fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
