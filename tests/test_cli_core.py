@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_datasets import make_folder
 
 from emoscope.cli import main
 from emoscope.labels import EMOTIONS
 from emoscope.models import create_model
 from emoscope.models.checkpoint import atomic_save, model_meta
+from test_datasets import make_folder
 
 
 @pytest.fixture
