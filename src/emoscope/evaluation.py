@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ def tta_views(x: torch.Tensor, tta: str, crop: int) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def predict_proba(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     images: np.ndarray,
     batch_size: int = 256,
     tta: str = "none",
@@ -38,10 +38,15 @@ def predict_proba(
     bf16: bool = False,
     crop: int = 44,
 ) -> np.ndarray:
-    """Class probabilities (N x C float32) for uint8 N x H x W faces; ``tta`` in none/flip/crops."""
+    """Class probabilities (N x C float32) for uint8 N x H x W faces; ``tta`` in none/flip/crops.
+
+    ``model`` is a torch module or any callable from a normalised batch to logits (e.g. an ONNX Runtime session
+    wrapper), so evaluation and the recognizer share one preprocessing and TTA path.
+    """
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
-    model.eval()
+    if isinstance(model, nn.Module):
+        model.eval()
     out = []
     for i in range(0, len(images), batch_size):
         x = resize_batch(to_unit(images[i : i + batch_size]), input_size)

@@ -18,22 +18,19 @@ if one was kept) and ``"auto"``: ONNX Runtime when it is installed and an up-to-
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
-from .datasets.images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageReadError, center_square, to_gray
-from .evaluation import TTA_MODES, tta_views
+from .datasets.images import _from_array, _from_pil, _is_pil, center_square, read_image, to_gray
+from .evaluation import TTA_MODES, predict_proba
 from .export import file_sha256, read_onnx_metadata
 from .faces import DEFAULT_MARGIN, Detection, FaceDetector, crop_faces, detect_many, get_detector
 from .models.checkpoint import load_model
-from .preprocess import normalize, resize_batch, to_unit
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
@@ -75,101 +72,6 @@ def load_image(image: Any, color: str = "bgr") -> np.ndarray:
     if isinstance(image, np.ndarray):
         return _from_array(image, color)
     raise TypeError(f"unsupported picture type {type(image).__name__}: give a path, numpy array or PIL image")
-
-
-def _is_pil(obj: Any) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        return False
-    return isinstance(obj, Image.Image)
-
-
-def _from_pil(img: Any) -> np.ndarray:
-    if img.mode in ("L", "1", "F") or img.mode.startswith("I;16"):
-        return _from_array(np.asarray(img), "bgr")
-    if img.mode == "I":  # 32-bit integer gray, in practice 16-bit data
-        return _from_array(np.clip(np.asarray(img), 0, 65535).astype(np.uint16), "bgr")
-    arr = np.asarray(img.convert("RGB"))
-    return np.ascontiguousarray(arr[..., ::-1])
-
-
-def _from_array(arr: np.ndarray, color: str) -> np.ndarray:
-    a = np.asarray(arr)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 1:
-        raise ImageReadError(f"array of shape {a.shape} is not a picture (want H x W, H x W x 3 or H x W x 4)")
-    if a.dtype == np.bool_:
-        a = a.astype(np.uint8) * 255
-    elif np.issubdtype(a.dtype, np.floating):
-        a = np.nan_to_num(a)
-        a = a * 255.0 if a.size and a.max() <= 1.0 else a
-        a = np.clip(a, 0, 255).astype(np.uint8)
-    elif a.dtype == np.uint16:
-        a = (a >> 8).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        a = np.clip(a, 0, 255).astype(np.uint8)
-    if a.ndim == 2:
-        return np.ascontiguousarray(a)
-    if a.shape[2] == 4:
-        a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGR if color == "rgb" else cv2.COLOR_BGRA2BGR)
-    elif color == "rgb":
-        a = a[..., ::-1]
-    return np.ascontiguousarray(a)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to uint8 gray or BGR; raise :class:`ImageReadError` saying what is wrong.
-
-    Catches: missing file, folder, empty file, non-image or unsupported format, truncated/corrupt data, and
-    images over ``MAX_PIXELS`` (decompression bombs: the size is read from the header before decoding).
-    """
-    p = Path(path)
-    if not p.exists():
-        raise ImageReadError("file not found")
-    if p.is_dir():
-        raise ImageReadError("is a folder, not an image file")
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise ImageReadError(f"cannot open ({exc.strerror})") from None
-    if size == 0:
-        raise ImageReadError("empty file")
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise ImageReadError(f"image too large ({w}x{h} pixels > {MAX_PIXELS}); refusing to decode")
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                return _from_pil(im)
-    except ImageReadError:
-        raise
-    except Image.DecompressionBombError:
-        raise ImageReadError(f"image too large (more than {MAX_PIXELS} pixels); refusing to decode") from None
-    except UnidentifiedImageError:
-        pass  # not a format Pillow knows: let OpenCV try (e.g. .exr, .pfm, .hdr)
-    except PermissionError:
-        raise ImageReadError("cannot open (permission denied)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        msg = str(exc).split("\n")[0]
-        if "truncated" in msg.lower() or "broken" in msg.lower() or isinstance(exc, (SyntaxError, ValueError)):
-            raise ImageReadError(f"corrupt or truncated image ({msg})") from None
-        raise ImageReadError(f"cannot decode ({msg})") from None
-    data = np.fromfile(p, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        if p.suffix.lower() in IMAGE_EXTENSIONS:
-            raise ImageReadError(f"not an image: the contents are not valid {p.suffix.lower()} data")
-        raise ImageReadError(f"not an image, or an unsupported format ({p.suffix or 'no extension'})")
-    if img.shape[0] * img.shape[1] > MAX_PIXELS:
-        raise ImageReadError(f"image too large ({img.shape[1]}x{img.shape[0]} pixels > {MAX_PIXELS})")
-    return _from_array(img, "bgr")
 
 
 class _TorchBackend:
@@ -303,15 +205,11 @@ class Recognizer:
             raise ValueError(f"crops must be N x H x W gray, got shape {crops.shape}")
         if crops.dtype != np.uint8:
             crops = np.clip(crops, 0, 255).astype(np.uint8)
-        out = []
-        for i in range(0, len(crops), self.batch_size):
-            x = resize_batch(to_unit(crops[i : i + self.batch_size]), self.input_size)
-            views = tta_views(x, self.tta, crop=round(self.input_size * 44 / 48))
-            probs = sum(torch.softmax(self.backend(normalize(v, self.in_chans)), 1) for v in views)
-            out.append((probs / len(views)).numpy())
-        if not out:
+        if not len(crops):
             return np.zeros((0, len(self.classes)), np.float32)
-        return np.concatenate(out).astype(np.float32)
+        return predict_proba(self.backend, crops, batch_size=self.batch_size, tta=self.tta,
+                             input_size=self.input_size, in_chans=self.in_chans,
+                             crop=round(self.input_size * 44 / 48))
 
     # -- pictures -------------------------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Detection]:
