@@ -28,8 +28,8 @@ from emoscope.models.checkpoint import load_model, read_checkpoint
 from emoscope.plots import plot_confusion
 from emoscope.weights import WEIGHTS_DIR
 
-TRAIN_COMMAND = ("emoscope train --config configs/flagship.json --data ../shared/datasets/fer2013 "
-                 "--train-split training --val-split publictest --out runs/flagship_fer2013")
+TRAIN_COMMAND = ("emoscope train --config configs/flagship_v2.json --data ../shared/datasets/fer2013 "
+                 "--train-split training --val-split publictest --out runs/flagship_v2")
 
 
 def install_fp16(best: Path, dest: Path, extra: dict) -> None:
