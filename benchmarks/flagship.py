@@ -1,11 +1,11 @@
 """Evaluate a finished flagship run, install its weights in the package and write the model card.
 
-    python benchmarks/flagship.py --run runs/flagship_fer2013 --data ../shared/datasets/fer2013
+    python benchmarks/flagship.py --run runs/flagship_v2 --data ../shared/datasets/fer2013
 
 The run itself comes from (about 80 minutes on the 2-core CPU):
 
-    emoscope train --config configs/flagship.json --data ../shared/datasets/fer2013 \\
-        --train-split training --val-split publictest --out runs/flagship_fer2013
+    emoscope train --config configs/flagship_v2.json --data ../shared/datasets/fer2013 \\
+        --train-split training --val-split publictest --out runs/flagship_v2
 
 Selection used PublicTest only (best epoch); PrivateTest is reported once, here.
 """
@@ -51,7 +51,7 @@ def per_class_table(m: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", default="runs/flagship_fer2013")
+    p.add_argument("--run", default="runs/flagship_v2")
     p.add_argument("--data", default="../shared/datasets/fer2013")
     p.add_argument("--name", default="emovgg_m_fer2013")
     args = p.parse_args(argv)
