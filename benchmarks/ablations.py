@@ -65,7 +65,7 @@ def main() -> None:
         rows.append(common.row(args, "regularisation ablation", "fer2013",
                                "7-class, Training / PublicTest / PrivateTest", args.model, result, params))
         common.save_rows(args, rows[-1:])
-    fig = plot_curves(histories, args.out / "ablations.png", title=f"{args.model}: regularisation ablation")
+    fig = plot_curves(histories, args.figures / "ablations.png", title=f"{args.model}: regularisation ablation")
     for r in rows:
         print(f"{r.params['variant']:>15}: test accuracy {r.accuracy:.4f}  macro-F1 {r.macro_f1:.4f}  "
               f"epochs run {r.extra.get('epochs_run')}")

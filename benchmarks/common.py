@@ -73,6 +73,9 @@ def finish_args(args: argparse.Namespace, script: str) -> argparse.Namespace:
         Path(args.results).unlink(missing_ok=True)  # each smoke run starts a fresh table
         args.no_progress = True
     args.out.mkdir(parents=True, exist_ok=True)
+    # Figures and tables a person reads are committed (benchmarks/figures); checkpoints stay in the run folder.
+    args.figures = args.out if args.smoke else REPO / "benchmarks" / "figures"
+    args.figures.mkdir(parents=True, exist_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     return args
@@ -203,11 +206,15 @@ def row(args: argparse.Namespace, experiment: str, dataset: str, setting: str, m
         extra["flip_tta_accuracy"] = result["flip"]["accuracy"]
     if "summary" in result:
         extra.update(best_epoch=result["summary"]["best_epoch"], epochs_run=result["summary"]["epochs_run"])
+    reduced = ""
     if args.limit or args.eval_limit:
         extra.update(limit=args.limit, eval_limit=args.eval_limit)
+        reduced = "reduced run: " + ", ".join(
+            t for t in (f"at most {args.limit} training faces per class" if args.limit else "",
+                        f"at most {args.eval_limit} evaluation faces per class" if args.eval_limit else "") if t)
     return ResultRow.from_metrics(experiment, dataset, setting, model, result["metrics"], params=params,
                                   train_time_s=result.get("train_s"), command=current_command(),
-                                  notes="; ".join(t for t in ("smoke run" if args.smoke else "", notes) if t),
+                                  notes="; ".join(t for t in ("smoke run" if args.smoke else "", reduced, notes) if t),
                                   extra=extra)
 
 

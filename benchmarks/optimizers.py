@@ -43,15 +43,17 @@ def main() -> None:
         rows.append(common.row(args, "optimizer study", "fer2013", "7-class, Training / PublicTest / PrivateTest",
                                args.model, result, {"optimizer": name, **common.recipe_params(cfg)}))
         common.save_rows(args, rows[-1:])
-    fig = plot_curves(histories, args.out / "optimizers.png", title=f"{args.model}: optimizers (FER-2013)")
-    lines = ["| optimizer | lr | best epoch | final train loss | final val loss | best val acc | test acc |",
+    fig = plot_curves(histories, args.figures / "optimizers.png", title=f"{args.model}: optimizers (FER-2013)")
+    lines = [f"Command: `{common.current_command()}`" + (f" (reduced run: {args.limit} training faces per class)"
+                                                          if args.limit else ""), "",
+             "| optimizer | lr | best epoch | final train loss | final val loss | best val acc | test acc |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for (name, hist), r in zip(histories.items(), rows, strict=True):
         best = max(hist, key=lambda h: h.get("val_acc", 0.0))
         lines.append(f"| {name} | {OPTIMIZERS[name]['lr']:g} | {best['epoch']} | {hist[-1]['train_loss']:.4f} | "
                      f"{hist[-1].get('val_loss', float('nan')):.4f} | {best.get('val_acc', float('nan')):.4f} | "
                      f"{r.accuracy:.4f} |")
-    (args.out / "optimizers.md").write_text("\n".join(lines) + "\n")
+    (args.figures / "optimizers.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"figure: {fig}")
 

@@ -102,8 +102,10 @@ def main() -> None:
             recipe["model"] = name
             cfg = common.make_config(args, recipe, args.out / exp / name)
             result = common.train_and_test(args, cfg, *data)
+            own = RECIPES[name]["epochs"]
+            note = f"{cfg.epochs} of the recipe's {own} epochs" if cfg.epochs != own and not args.smoke else ""
             rows.append(common.row(args, f"reproduce: {exp}", dataset, setting, name, result,
-                                   common.recipe_params(cfg)))
+                                   common.recipe_params(cfg), notes=note))
             common.save_rows(args, rows[-1:])  # a crash later keeps the rows already measured
 
 

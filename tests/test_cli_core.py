@@ -63,6 +63,8 @@ def test_train_cli_with_config_and_overrides(fer_folder, tmp_path, capsys):
     saved = json.loads((out / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["batch_size"] == 8 and saved["augment"] is False
     assert saved["model_kwargs"] == {"width": 8}
+    command = (out / "command.txt").read_text()  # the model card quotes it
+    assert "train --config" in command and "--epochs 1" in command
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

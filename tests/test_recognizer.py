@@ -6,6 +6,7 @@ import json
 import shutil
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -142,6 +143,30 @@ def test_onnx_matches_torch(onnx_copy, rec, bgr):
     assert a.box == b.box
     assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-4)
     assert len(r_onnx.predict(tiled)) >= 1
+
+
+def test_onnx_numpy_fast_path_equals_the_shared_torch_path(onnx_copy):
+    from emoscope.evaluation import predict_proba
+
+    _, onnx_path = onnx_copy
+    rec = Recognizer(weights=onnx_path, detector=None, batch_size=7)
+    crops = np.random.default_rng(3).integers(0, 256, (20, 48, 48), dtype=np.uint8)
+    fast = rec.classify(crops)  # numpy preprocessing, no torch
+    shared = predict_proba(rec.backend, crops, batch_size=7)  # the torch preprocessing used by evaluation
+    assert fast.shape == (20, 7) and np.allclose(fast.sum(1), 1, atol=1e-5)
+    assert np.abs(fast - shared).max() < 1e-5
+    big = np.random.default_rng(4).integers(0, 256, (3, 64, 64), dtype=np.uint8)  # not at input size: shared path
+    assert rec.classify(big).shape == (3, 7)
+
+
+def test_shipped_model_names_resolve():
+    from emoscope.weights import SHIPPED_MODELS, resolve_weights, shipped_weights
+
+    assert resolve_weights(None) == shipped_weights("default")
+    assert resolve_weights("some/file.pt") == Path("some/file.pt")
+    assert set(SHIPPED_MODELS) == {"default", "fast"}
+    with pytest.raises(ValueError, match="unknown shipped model 'tiny'"):
+        shipped_weights("tiny")
 
 
 def test_auto_backend_uses_fresh_onnx_only(onnx_copy, tmp_path):

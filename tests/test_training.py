@@ -8,8 +8,16 @@ import torch
 
 from emoscope.augment import AugmentConfig, augment_batch, mixup, random_affine
 from emoscope.datasets.faceset import FaceSet
+from emoscope.labels import get_scheme
 from emoscope.models.checkpoint import read_checkpoint
-from emoscope.training import TrainConfig, class_weight_tensor, make_optimizer, make_scheduler, train
+from emoscope.training import (
+    TrainConfig,
+    class_weight_tensor,
+    distillation_loss,
+    make_optimizer,
+    make_scheduler,
+    train,
+)
 
 
 def toy_faces(n_per_class=24, classes=7, seed=0) -> FaceSet:
@@ -76,6 +84,27 @@ def test_early_stopping_and_init_weights(tmp_path):
     train(cfg, faces, faces, progress=False)
     a, b = read_checkpoint(best)["model"], read_checkpoint(tmp_path / "ft" / "run" / "last.pt")["model"]
     assert torch.equal(a["body.0.0.weight"], b["body.0.0.weight"])
+
+
+def test_distillation_loss_is_zero_only_when_student_matches_teacher():
+    t = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    assert float(distillation_loss(t.clone(), t, 3.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distillation_loss(t.flip(1), t, 3.0)) > 0.1
+
+
+def test_distilled_student_learns_from_its_teacher(tmp_path):
+    faces = toy_faces(12)
+    train(tiny_cfg(tmp_path / "teacher", epochs=6), faces, faces, progress=False)
+    teacher = tmp_path / "teacher" / "run" / "best.pt"
+    # soft labels only (alpha 1): all the student knows comes from the teacher
+    cfg = tiny_cfg(tmp_path / "student", model="emovgg_t", model_kwargs={"width": 8}, epochs=10, lr=0.1,
+                   batch_size=16, teacher=str(teacher), distill_alpha=1.0, distill_temperature=1.0)
+    summary = train(cfg, faces, faces, progress=False)
+    assert summary["best_acc"] > 0.8  # chance is 1/7
+    seven = toy_faces(2)
+    six = FaceSet(seven.images[:12], seven.labels[:12], ["train"] * 12, seven.sources[:12], get_scheme("fer6"))
+    with pytest.raises(ValueError, match="teacher .* predicts"):
+        train(tiny_cfg(tmp_path / "bad", teacher=str(teacher)), six, None, progress=False)
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])

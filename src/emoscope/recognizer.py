@@ -31,6 +31,7 @@ from .evaluation import TTA_MODES, predict_proba
 from .export import file_sha256, read_onnx_metadata
 from .faces import DEFAULT_MARGIN, Detection, FaceDetector, crop_faces, detect_many, get_detector
 from .models.checkpoint import load_model
+from .preprocess import MEAN, STD
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
@@ -113,6 +114,24 @@ class _OnnxBackend:
         arr = np.ascontiguousarray(x.float().numpy())
         return torch.from_numpy(self.sess.run(None, {"input": arr})[0])
 
+    def proba_uint8(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
+        """Probabilities for uint8 crops already at the input size, without TTA, in numpy only.
+
+        The same arithmetic as ``preprocess.to_unit`` + ``normalize`` and a softmax. Staying out of torch matters
+        on few cores: torch's OpenMP threads keep spinning after each parallel op and starve ONNX Runtime's own
+        thread pool (measured on 2 cores: 2,300 -> 4,700 crops/s at batch 64 for the fast model).
+        """
+        out = []
+        for i in range(0, len(crops), batch_size):
+            x = crops[i : i + batch_size, None].astype(np.float32) / np.float32(255.0)
+            x = (x - np.float32(MEAN)) / np.float32(STD)
+            if self.meta["in_chans"] != 1:
+                x = np.repeat(x, self.meta["in_chans"], axis=1)
+            logits = self.sess.run(None, {"input": x})[0]
+            e = np.exp(logits - logits.max(1, keepdims=True))
+            out.append(e / e.sum(1, keepdims=True))
+        return np.concatenate(out).astype(np.float32)
+
 
 def _onnx_available() -> bool:
     try:
@@ -163,16 +182,17 @@ class Recognizer:
 
     @staticmethod
     def _load_backend(weights: str | Path | None, backend: str, threads: int | None):
-        from .weights import DEFAULT_ONNX, default_weights_path
+        from .weights import resolve_weights
 
+        weights = resolve_weights(weights)
         if weights is not None and Path(weights).suffix.lower() == ".onnx":
             if backend == "torch":
                 raise ValueError("an .onnx weights file needs backend 'onnx' or 'auto'")
             if not Path(weights).is_file():
                 raise FileNotFoundError(f"{weights}: ONNX file not found")
             return _OnnxBackend(Path(weights), threads)
-        pt = Path(weights) if weights is not None else default_weights_path()
-        onnx_path = DEFAULT_ONNX if weights is None else pt.with_suffix(".onnx")
+        pt = weights
+        onnx_path = pt.with_suffix(".onnx")
         if backend == "torch":
             return _TorchBackend(pt)
         if backend in ("onnx", "onnx-int8"):
@@ -207,6 +227,8 @@ class Recognizer:
             crops = np.clip(crops, 0, 255).astype(np.uint8)
         if not len(crops):
             return np.zeros((0, len(self.classes)), np.float32)
+        if isinstance(self.backend, _OnnxBackend) and self.tta == "none" and crops.shape[1:] == (self.input_size,) * 2:
+            return self.backend.proba_uint8(crops, self.batch_size)
         return predict_proba(self.backend, crops, batch_size=self.batch_size, tta=self.tta,
                              input_size=self.input_size, in_chans=self.in_chans,
                              crop=round(self.input_size * 44 / 48))

@@ -53,6 +53,9 @@ class TrainConfig:
     train_crop: int | None = None  # train on random crops of this size (None: full input size)
     early_stopping: int = 0  # stop after this many epochs without val improvement (0: never)
     init_weights: str | None = None  # start from this checkpoint's weights (fine-tuning; head reset if shapes differ)
+    teacher: str | None = None  # knowledge distillation: a trained checkpoint whose soft labels the model learns too
+    distill_alpha: float = 0.7  # weight of the distillation term (1 - alpha goes to the hard-label loss)
+    distill_temperature: float = 3.0
     val_tta: str = "none"
     bf16: bool = True
     channels_last: bool = True
@@ -125,6 +128,28 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     model.load_state_dict(fitting, strict=False)
 
 
+def load_teacher(cfg: TrainConfig, classes: list[str], size: int, in_chans: int) -> torch.nn.Module:
+    """The frozen teacher of a distillation run; it must see the same input and predict the same classes."""
+    from .models.checkpoint import load_model
+
+    teacher, tmeta = load_model(cfg.teacher)
+    if list(tmeta["classes"]) != list(classes):
+        raise ValueError(f"teacher {cfg.teacher} predicts {tmeta['classes']}, the data has {classes}; "
+                         "distil from a teacher trained on the same label scheme")
+    if (tmeta["input_size"], tmeta["in_chans"]) != (size, in_chans):
+        raise ValueError(f"teacher {cfg.teacher} takes {tmeta['in_chans']}x{tmeta['input_size']}px input, "
+                         f"the student {in_chans}x{size}px; pick a teacher with the same input")
+    teacher.eval().requires_grad_(False)
+    return teacher.to(memory_format=torch.channels_last) if cfg.channels_last else teacher
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target loss: KL(teacher || student) at temperature T, scaled by T^2."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                    log_target=True, reduction="batchmean") * t * t
+
+
 def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     """Inverse-frequency weights normalised to mean 1 (a class with no samples gets weight 0)."""
     counts = np.bincount(labels, minlength=num_classes).astype(float)
@@ -162,6 +187,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
                           else math.ceil(len(train_set) / cfg.batch_size))
     sched, per_batch = make_scheduler(cfg, opt, steps_per_epoch)
     weights = class_weight_tensor(train_set.labels, len(classes)) if cfg.class_weights else None
+    teacher = load_teacher(cfg, classes, size, info.in_chans) if cfg.teacher else None
     meta = model_meta(cfg.model, classes, **cfg.model_kwargs)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
@@ -209,12 +235,18 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             x = normalize(x, info.in_chans)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(x).float()
             logits = logits.float()
             loss = lam * F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
             if lam < 1.0:
                 loss = loss + (1 - lam) * F.cross_entropy(
                     logits, y2, weight=weights, label_smoothing=cfg.label_smoothing
                 )
+            if teacher is not None:
+                loss = ((1 - cfg.distill_alpha) * loss
+                        + cfg.distill_alpha * distillation_loss(logits, teacher_logits, cfg.distill_temperature))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 SPLIT_ALIASES = {"training": "Training", "publictest": "PublicTest", "privatetest": "PrivateTest"}
 
@@ -14,9 +13,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..datasets import load_dataset
     from ..evaluation import evaluate_model, write_report
     from ..models.checkpoint import load_model
-    from ..weights import default_weights_path
+    from ..weights import resolve_weights
 
-    weights = Path(args.weights) if args.weights else default_weights_path()
+    weights = resolve_weights(args.weights)
     model, meta = load_model(weights)
     fs = load_dataset(args.data, scheme=args.scheme, labels=args.labels, progress=not args.json)
     if fs.failures and not args.json:
@@ -49,7 +48,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a dataset split (accuracy, macro-F1, per class, plots)")
-    p.add_argument("--weights", help="checkpoint (.pt); default: the shipped FER-2013 model")
+    p.add_argument("--weights", help="checkpoint (.pt) or a shipped model: default, fast (default: default)")
     p.add_argument("--data", required=True, help="dataset path (FER-2013 CSV or folder, image folder, legend.csv)")
     p.add_argument("--split", default="privatetest",
                    help="split name: training, publictest, privatetest (FER-2013), train/val/test, or all")

@@ -205,7 +205,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-detect", action="store_true", help="pictures are face crops already: classify them whole")
     p.add_argument("--detector", default="auto", help="auto (default), blazeface, blazeface-short or haar")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
-    p.add_argument("--weights", help="a .pt checkpoint or exported .onnx (default: the shipped model)")
+    p.add_argument("--weights",
+                   help="a .pt checkpoint, an exported .onnx, or a shipped model: default, fast (default: default)")
     p.add_argument("--tta", default="none", choices=["none", "flip", "crops"], help="test-time augmentation")
     p.add_argument("--margin", type=float, help="face crop margin, fraction of the box side (default per detector)")
     p.add_argument("--batch", type=int, default=16, help="pictures decoded and classified together")

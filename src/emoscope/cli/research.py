@@ -84,11 +84,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from ..datasets.images import center_square, read_gray
     from ..explain import explain_face
     from ..models.checkpoint import load_model
+    from ..weights import resolve_weights
 
-    if args.weights is None:
-        from ..weights import default_weights_path
-
-        args.weights = default_weights_path()
+    args.weights = resolve_weights(args.weights)
     model, meta = load_model(args.weights)
     face = center_square(read_gray(args.image), 48)
     images = labels = None
@@ -134,7 +132,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("explain", help="figures that explain a model's prediction for one image")
     e.add_argument("image", help="a face crop or any photo (centre square, 48x48 gray)")
-    e.add_argument("--weights", help="checkpoint (default: the shipped FER-2013 model)")
+    e.add_argument("--weights", help="checkpoint or a shipped model: default, fast (default: default)")
     e.add_argument("--out", required=True, help="folder for the PNG figures")
     e.add_argument("--data", help="optional labelled dataset: adds eigenfaces, mean faces and misclassified grid")
     e.add_argument("--split", help="split of --data to sample (default: PrivateTest or test)")

@@ -103,7 +103,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ws-max-frame-kb", type=float, default=1024.0, help="largest live frame (default 1024 KiB)")
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                    help="allow API calls from this web origin (repeatable; default: none)")  # fmt: skip
-    p.add_argument("--weights", help="model weights (.pt or .onnx; default: the shipped model)")
+    p.add_argument("--weights", help="model weights (.pt, .onnx, or a shipped model: default, fast; default: default)")
     p.add_argument("--detector", default="auto", help="face detector: auto, blazeface, blazeface-short, haar")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
     p.add_argument("--ssl-certfile", help="serve https with this certificate (needed for cameras beyond localhost)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     val_set = fs.split(args.val_split) if args.val_split else None
     print(f"training {cfg.model} on {len(train_set)} faces, validating on {len(val_set) if val_set else 0}; "
           f"run folder {cfg.out_dir}")
+    command_file = Path(cfg.out_dir) / "command.txt"
+    if not (args.resume and command_file.exists()):  # a resumed run keeps the command that started it
+        command_file.parent.mkdir(parents=True, exist_ok=True)
+        command_file.write_text(shlex.join(["emoscope", *getattr(args, "argv", [])]) + "\n")
     summary = train(cfg, train_set, val_set, resume=args.resume)
     print(json.dumps(summary, indent=2))
     return 0

@@ -100,7 +100,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show", action="store_true", help="show the annotated video in a window (needs a display)")
     p.add_argument("--detector", default="auto", help="auto (default), blazeface, blazeface-short or haar")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
-    p.add_argument("--weights", help="a .pt checkpoint or exported .onnx (default: the shipped model)")
+    p.add_argument("--weights",
+                   help="a .pt checkpoint, an exported .onnx, or a shipped model: default, fast (default: default)")
     p.add_argument("--tta", default="none", choices=["none", "flip", "crops"])
     p.add_argument("--margin", type=float, help="face crop margin (default per detector)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

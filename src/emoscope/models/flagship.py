@@ -74,6 +74,13 @@ class EmoVGG(nn.Module):
         return self.head(self.drop(torch.flatten(self.pool(self.features(x)), 1)))
 
 
+@register_model("emovgg_t", description="flagship, tiny (fast variant, distilled): the same net at width 16")
+def emovgg_t(num_classes: int = 7, **kw) -> EmoVGG:
+    kw.setdefault("width", 16)
+    kw.setdefault("dropout", 0.1)
+    return EmoVGG(num_classes, EmoVGGConfig(**kw))
+
+
 @register_model("emovgg_s", description="flagship, small: VGG-style 8-conv BN net for 48x48 gray, width 32")
 def emovgg_s(num_classes: int = 7, **kw) -> EmoVGG:
     kw.setdefault("width", 32)
