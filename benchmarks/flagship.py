@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 - Weights shipped as fp16 ({dest.stat().st_size / 1e6:.1f} MB); the fp16 copy scores {acc16:.4f} on PrivateTest
   (no TTA), the fp32 checkpoint {priv['none']['accuracy']:.4f}.
 
-## Results (measured with `python benchmarks/flagship.py --run {args.run} --data {args.data}`)
+## Results (measured with `python benchmarks/flagship.py --run {args.run} --data {args.data} --role {args.role}`)
 | split | TTA | accuracy | macro-F1 |
 |---|---|---:|---:|
 """ + "\n".join(f"| {s} | {mode} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |"
