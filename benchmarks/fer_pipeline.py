@@ -51,7 +51,10 @@ def _shim_tensorflow() -> None:
 
 def _fer():
     _shim_tensorflow()
-    from fer import FER
+    try:
+        from fer import FER
+    except ImportError:  # fer 25.x no longer re-exports FER at the top level
+        from fer.fer import FER
 
     return FER()
 

@@ -15,7 +15,7 @@ Sections:
   with a message when that environment is absent). Make it with::
 
       python -m venv benchmarks/.fer-venv
-      benchmarks/.fer-venv/bin/pip install ai-edge-litert numpy "opencv-python-headless<5" setuptools
+      benchmarks/.fer-venv/bin/pip install ai-edge-litert numpy "opencv-python-headless<5" setuptools pillow
       benchmarks/.fer-venv/bin/pip install --no-deps fer
 
 Run it on an idle machine: it refuses to start while ``emoscope train`` runs unless ``--force``.
@@ -310,7 +310,7 @@ def main() -> None:
     if busy and not args.force:
         sys.exit(f"a training run is using the CPU ({busy[0][:100]}); timings would be wrong. Wait or use --force.")
     lines = ["# Speed of the real-world pipeline", "",
-             f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`".rstrip(), "",
+             f"Command: `{' '.join(['python', 'benchmarks/' + Path(__file__).name, *sys.argv[1:]])}`", "",
              f"Machine: {machine()}", ""]
     if busy:
         lines += ["**Warning: measured while a training run was using the CPU; numbers are pessimistic.**", ""]
