@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         f1 = [m["per_class"][c]["f1"] for c in classes]
         lines.append(f"| {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | "
                      + " | ".join(f"{v:.3f}" for v in f1) + " |")
+    support = [results["none"]["per_class"][c]["support"] for c in classes]
+    lines.append("| test faces | | | " + " | ".join(str(n) for n in support) + " |")
+    weak = [c for c in classes if results["none"]["per_class"][c]["f1"] < 0.5]
+    if weak:
+        lines += ["", f"Weak classes (F1 < 0.5 without TTA): {', '.join(weak)}; FER+ has few of them "
+                  f"({', '.join(f'{c}: {train_set.class_counts()[c]} training faces' for c in weak)})."]
     lines += ["", f"Confusion matrix (rows: true, normalised): [{png.name}]({png.name})", ""]
     report.write_text("\n".join(lines))
     print(f"wrote {report} and {png}")
