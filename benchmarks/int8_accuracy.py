@@ -72,7 +72,8 @@ def main() -> None:
             print(rows[-1], flush=True)
         drop = acc["PyTorch fp32"] - acc["ONNX Runtime int8"]
         keep = drop <= args.max_drop
-        verdict = (f"int8 loses {drop:+.2f} points (limit {args.max_drop}): "
+        verdict = (f"int8 changes accuracy by {-drop:+.2f} points against PyTorch fp32 "
+                   f"(largest loss allowed {args.max_drop}): "
                    + ("**keep** it" if keep else "**do not ship** it"))
         installed = []
         if args.install:

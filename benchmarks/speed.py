@@ -204,14 +204,17 @@ def bench_video(tmp: Path, quick: bool) -> list[str]:
 
 def bench_memory(tmp: Path, quick: bool) -> list[str]:
     fps = 10.0
-    rows = ["| video length | frames | peak RSS of `emoscope video` (MiB) | frames/s |", "|---|---:|---:|---:|"]
+    rows = ["| model | video length | frames | peak RSS of `emoscope video` (MiB) | frames/s |",
+            "|---|---|---:|---:|---:|"]
     for minutes in ((0.2, 1) if quick else (1, 10)):
         frames = int(minutes * 60 * fps)
         video = make_video(tmp / f"long{minutes}.mp4", frames, 2, fps=fps, size=(640, 480))
-        rep, peak = _run_cli([str(video), "--out", str(tmp / "long_out.mp4"), "--csv", str(tmp / "long.csv"),
-                              "--timeline", str(tmp / "long.png")])
-        rows.append(f"| {minutes:g} min at {fps:g} fps | {rep['frames']} | {peak:.0f} | {rep['processing_fps']:.1f} |")
-        print(rows[-1], flush=True)
+        for model in ("default", "fast"):
+            rep, peak = _run_cli([str(video), "--weights", model, "--out", str(tmp / "long_out.mp4"),
+                                  "--csv", str(tmp / "long.csv"), "--timeline", str(tmp / "long.png")])
+            rows.append(f"| {model} | {minutes:g} min at {fps:g} fps | {rep['frames']} | {peak:.0f} | "
+                        f"{rep['processing_fps']:.1f} |")
+            print(rows[-1], flush=True)
         video.unlink()
     rows.append("")
     rows.append("Two faces, 640 x 480, with --out, --csv and --timeline; peak RSS is the ru_maxrss of the process "
