@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--weights", help="FER-2013 model (default: the shipped one)")
     p.add_argument("--mux-weights", dest="mux_weights", help="a muxspace-trained checkpoint (skips training)")
     p.add_argument("--model", default="emovgg_s", help="architecture trained on muxspace when no --mux-weights")
+    p.add_argument("--lr", type=float, default=MUX_RECIPE["lr"], help="peak learning rate of the muxspace run")
     args = common.finish_args(p.parse_args(), "cross_dataset")
     rows = []
 
@@ -57,7 +58,7 @@ def main() -> None:
         name = args.model
         size = common.input_size(name)
         train_set, val_set, test_set = mux if size == fer_meta["input_size"] else common.muxspace_splits(args, size)
-        cfg = common.make_config(args, {**MUX_RECIPE, "model": name}, args.out / f"{name}_muxspace")
+        cfg = common.make_config(args, {**MUX_RECIPE, "lr": args.lr, "model": name}, args.out / f"{name}_muxspace")
         result = common.train_and_test(args, cfg, train_set, val_set, test_set)
         mux_model, mux_meta = load_model(Path(cfg.out_dir) / "best.pt")
     params = {"trained_on": "muxspace", **({"weights": str(args.mux_weights)} if args.mux_weights else {})}
