@@ -23,13 +23,14 @@ import json
 import time
 from pathlib import Path
 
+import common
 import numpy as np
-from common import REPO, base_parser, cap, evaluate, finish_args, markdown_path, recipe_params
+from common import REPO, base_parser, cap, evaluate, finish_args, recipe_params
 
 from emoscope.datasets import load_dataset
 from emoscope.models.checkpoint import load_model
 from emoscope.plots import plot_confusion
-from emoscope.results import ResultRow, current_command, record
+from emoscope.results import current_command
 from emoscope.training import TrainConfig, train
 
 
@@ -104,16 +105,11 @@ def main(argv: list[str] | None = None) -> int:
 
     params = recipe_params(cfg)
     params["init"] = "shipped FER-2013 model" if cfg.init_weights else "random"
-    row = ResultRow.from_metrics(
-        "ferplus", "fer2013 (FER+ labels)", f"{scheme} majority vote, Training / best on PublicTest / PrivateTest",
-        cfg.model, results["none"], params=params, train_time_s=train_s, command=current_command(),
-        notes="; ".join(t for t in ("smoke run" if args.smoke else "",
-                                    f"reduced run: at most {args.limit} training faces per class" if args.limit
-                                    else "") if t),
-        extra={"flip_tta_accuracy": results["flip"]["accuracy"], "crops_tta_accuracy": results["crops"]["accuracy"],
-               "best_epoch": summary["best_epoch"]})
-    path = record([row], args.results, markdown_path(args.results))
-    print(f"1 row -> {path}")
+    result = {"metrics": results["none"], "flip": results["flip"], "summary": summary, "train_s": train_s}
+    row = common.row(args, "ferplus", "fer2013 (FER+ labels)",
+                     f"{scheme} majority vote, Training / best on PublicTest / PrivateTest", cfg.model, result, params)
+    row.extra["crops_tta_accuracy"] = results["crops"]["accuracy"]
+    common.save_rows(args, [row])
     return 0
 
 

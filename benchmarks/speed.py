@@ -73,14 +73,15 @@ def astronaut_bgr() -> np.ndarray:
 def bench_classifier(quick: bool) -> list[str]:
     """Crops/s of each shipped model and each backend, exactly the files a user gets."""
     from emoscope.recognizer import Recognizer
-    from emoscope.weights import SHIPPED_MODELS, WEIGHTS_DIR
+    from emoscope.weights import SHIPPED_MODELS, shipped_weights
 
     faces = np.random.default_rng(1).integers(0, 256, (256, 48, 48), dtype=np.uint8)
     rows = ["| model | backend | batch 1 (crops/s) | batch 64 (crops/s) |", "|---|---|---:|---:|"]
     budget = 1.0 if quick else 3.0
     for role, stem in SHIPPED_MODELS.items():
-        pt = WEIGHTS_DIR / f"{stem}.pt"
-        if not pt.exists():
+        try:
+            pt = shipped_weights(role)
+        except FileNotFoundError:
             rows.append(f"| {role} ({stem}) | not installed | | |")
             continue
         for name, kw in [("PyTorch fp32", {"weights": pt, "backend": "torch"}),

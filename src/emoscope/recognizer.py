@@ -184,14 +184,13 @@ class Recognizer:
     def _load_backend(weights: str | Path | None, backend: str, threads: int | None):
         from .weights import resolve_weights
 
-        weights = resolve_weights(weights)
-        if weights is not None and Path(weights).suffix.lower() == ".onnx":
+        pt = resolve_weights(weights)  # a file path: the shipped default, a shipped name, or the given path
+        if pt.suffix.lower() == ".onnx":
             if backend == "torch":
                 raise ValueError("an .onnx weights file needs backend 'onnx' or 'auto'")
-            if not Path(weights).is_file():
-                raise FileNotFoundError(f"{weights}: ONNX file not found")
-            return _OnnxBackend(Path(weights), threads)
-        pt = weights
+            if not pt.is_file():
+                raise FileNotFoundError(f"{pt}: ONNX file not found")
+            return _OnnxBackend(pt, threads)
         onnx_path = pt.with_suffix(".onnx")
         if backend == "torch":
             return _TorchBackend(pt)
