@@ -152,3 +152,41 @@ def test_mixup_mixes_pairs():
     x, y = torch.rand(8, 1, 4, 4), torch.arange(8)
     xm, ya, yb, lam = mixup(x, y, 0.4, torch.Generator().manual_seed(0))
     assert 0 <= lam <= 1 and torch.equal(ya, y) and sorted(yb.tolist()) == list(range(8))
+
+
+def test_random_erasing_replaces_one_rectangle_per_chosen_image():
+    from emoscope.augment import random_erasing
+
+    x = torch.zeros(32, 1, 48, 48)
+    cfg = AugmentConfig(erasing=1.0, erasing_area=(0.05, 0.2))
+    out = random_erasing(x, cfg, torch.Generator().manual_seed(0))
+    for img in out[:, 0]:
+        rows, cols = torch.nonzero(img, as_tuple=True)
+        h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert len(rows) == h * w  # one filled rectangle (noise is never exactly 0 here)
+        assert 0.02 * 48 * 48 <= h * w <= 0.3 * 48 * 48
+    assert torch.equal(random_erasing(x, AugmentConfig(erasing=0.0), torch.Generator()), x)
+
+
+def test_device_option_is_checked():
+    from emoscope.training import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("meta")
+
+
+@pytest.mark.parametrize("epochs,steps", [(1, 1), (1, 3), (1, 4), (2, 3)])
+def test_onecycle_survives_runs_of_a_few_steps(epochs, steps):
+    from emoscope.training import make_scheduler
+
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    sched, per_batch = make_scheduler(TrainConfig(epochs=epochs, schedule="onecycle"), opt, steps)
+    assert per_batch
+    for _ in range(epochs * steps):  # OneCycleLR used to divide by zero here for 4 steps or fewer
+        opt.step()
+        sched.step()

@@ -1,6 +1,8 @@
 """Batched, seeded augmentation on tensors (no torchvision): one affine warp per batch.
 
-Input and output: float tensors N x 1 x H x W in [0, 1].
+Input and output: float tensors N x 1 x H x W in [0, 1], on any device. Random numbers always come
+from the given CPU generator and then move to the batch's device, so a seed gives the same
+transforms on a CPU and on a GPU.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def random_affine(
     b = (-sin + torch.tan(shear) * cos) / scale * zoom
     c = sin / scale * flip * zoom
     d = (cos + torch.tan(shear) * sin) / scale * zoom
-    theta = torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1).to(x.dtype)
+    theta = torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1).to(x.device, x.dtype)
     grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -63,26 +65,31 @@ def random_affine(
 def color_jitter(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
     """Random brightness (additive) and contrast (around each image's mean)."""
     n = x.shape[0]
-    b = _uniform(n, -cfg.brightness, cfg.brightness, g).view(n, 1, 1, 1)
-    c = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, g).view(n, 1, 1, 1)
+    b = _uniform(n, -cfg.brightness, cfg.brightness, g).view(n, 1, 1, 1).to(x.device, x.dtype)
+    c = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, g).view(n, 1, 1, 1).to(x.device, x.dtype)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * c + mean + b).clamp(0, 1)
 
 
 def random_erasing(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Replace one random rectangle per chosen image with uniform noise."""
-    n, _, h, w = x.shape
-    out = x.clone()
-    chosen = torch.nonzero(torch.rand(n, generator=g) < cfg.erasing).flatten().tolist()
-    for i in chosen:
-        area = float(_uniform(1, *cfg.erasing_area, g)) * h * w
-        ratio = math.exp(float(_uniform(1, math.log(0.3), math.log(3.3), g)))
-        eh = min(h, max(1, int(round(math.sqrt(area * ratio)))))
-        ew = min(w, max(1, int(round(math.sqrt(area / ratio)))))
-        top = int(torch.randint(0, h - eh + 1, (1,), generator=g))
-        left = int(torch.randint(0, w - ew + 1, (1,), generator=g))
-        out[i, :, top : top + eh, left : left + ew] = torch.rand((x.shape[1], eh, ew), generator=g)
-    return out
+    """Replace one random rectangle per chosen image with uniform noise.
+
+    Vectorised: one mask for the whole batch, no per-image loop (which a GPU would pay for in launches).
+    """
+    n, ch, h, w = x.shape
+    chosen = torch.rand(n, generator=g) < cfg.erasing
+    area = _uniform(n, *cfg.erasing_area, g) * h * w
+    ratio = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), g))
+    eh = torch.sqrt(area * ratio).round().clamp(1, h).long()
+    ew = torch.sqrt(area / ratio).round().clamp(1, w).long()
+    top = (torch.rand(n, generator=g) * (h - eh + 1)).long()
+    left = (torch.rand(n, generator=g) * (w - ew + 1)).long()
+    noise = torch.rand((n, ch, h, w), generator=g).to(x.device, x.dtype)
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
+              & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)) & chosen.view(n, 1, 1))
+    return torch.where(inside.unsqueeze(1).to(x.device), noise, x)
 
 
 def augment_batch(

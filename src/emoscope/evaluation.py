@@ -45,18 +45,20 @@ def predict_proba(
     """
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    device = torch.device("cpu")
     if isinstance(model, nn.Module):
         model.eval()
+        device = next(iter(model.parameters()), torch.empty(0)).device
     out = []
     for i in range(0, len(images), batch_size):
-        x = resize_batch(to_unit(images[i : i + batch_size]), input_size)
+        x = resize_batch(to_unit(images[i : i + batch_size]).to(device), input_size)
         probs = 0
         views = tta_views(x, tta, crop)
         for v in views:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(normalize(v, in_chans))
             probs = probs + torch.softmax(logits.float(), 1)
-        out.append((probs / len(views)).numpy())
+        out.append((probs / len(views)).cpu().numpy())
     if not out:
         return np.zeros((0, 0), np.float32)
     return np.concatenate(out).astype(np.float32)

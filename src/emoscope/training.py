@@ -60,6 +60,7 @@ class TrainConfig:
     bf16: bool = True
     channels_last: bool = True
     threads: int = 0  # 0: torch default
+    device: str = "auto"  # auto (a CUDA GPU when there is one, else the CPU) | cpu | cuda | cuda:N
     seed: int = 0
     out_dir: str = "runs/run"
 
@@ -76,6 +77,21 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
         return TrainConfig(**d)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> the first CUDA GPU when PyTorch sees one, else the CPU; a clear error for a missing GPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return dev
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -98,7 +114,10 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     """Returns (scheduler, step_per_batch). Plateau steps once per epoch on validation accuracy."""
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25), True
+        # Very short runs (a handful of steps) still get a warm-up of at least two steps.
+        total = max(total, 4)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                   pct_start=max(0.25, 2 / total)), True
     if cfg.schedule == "cosine":
         warm = int(cfg.warmup_epochs * steps_per_epoch)
 
@@ -171,23 +190,23 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         torch.set_num_threads(cfg.threads)
     classes = train_set.classes
     info = model_info(cfg.model)
+    device = resolve_device(cfg.device)
     size = info.input_size
     train_size = cfg.train_crop or size
 
     # --- model, optimiser, schedule -------------------------------------------------------------
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     if cfg.init_weights:
         load_initial_weights(model, cfg.init_weights)
+    model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
     opt = make_optimizer(cfg, model.parameters())
     # A last batch of one face breaks BatchNorm; fold it away instead.
     steps_per_epoch = max(1, len(train_set) // cfg.batch_size if len(train_set) % cfg.batch_size == 1
                           else math.ceil(len(train_set) / cfg.batch_size))
     sched, per_batch = make_scheduler(cfg, opt, steps_per_epoch)
-    weights = class_weight_tensor(train_set.labels, len(classes)) if cfg.class_weights else None
-    teacher = load_teacher(cfg, classes, size, info.in_chans) if cfg.teacher else None
+    weights = class_weight_tensor(train_set.labels, len(classes)).to(device) if cfg.class_weights else None
+    teacher = load_teacher(cfg, classes, size, info.in_chans).to(device) if cfg.teacher else None
     meta = model_meta(cfg.model, classes, **cfg.model_kwargs)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
@@ -207,21 +226,26 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         start_epoch, history = ck["epoch"] + 1, ck["history"]
         best_acc, best_epoch = ck["best_acc"], ck["best_epoch"]
         torch.set_rng_state(ck["rng"])
+        if device.type == "cuda" and "cuda_rng" in ck:
+            torch.cuda.set_rng_state(ck["cuda_rng"], device)
 
-    images = torch.from_numpy(train_set.images)
-    labels = torch.from_numpy(train_set.labels)
+    # The whole training split lives on the device (FER-2013 is 66 MB of uint8), so a batch is one gather.
+    images = torch.from_numpy(train_set.images).to(device)
+    labels = torch.from_numpy(train_set.labels).to(device)
     t_start = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
+    last_plot = 0.0  # curves.png is redrawn at most every 30 s and once at the end: a plot costs ~0.3 s
     for epoch in range(start_epoch, end_epoch):
         # Each epoch has its own generator, so a resumed run sees exactly the same batches.
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(images), generator=g)
         model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        # Running sums stay on the device: reading them every step would stall a GPU.
+        loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False)
         for step in bar:
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].to(device)
             x = resize_batch(to_unit(images[idx]), size)
             y = labels[idx]
             if cfg.augment:
@@ -233,7 +257,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             if cfg.mixup_alpha > 0:
                 x, y, y2, lam = mixup(x, y, cfg.mixup_alpha, g)
             x = normalize(x, info.in_chans)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x)
                 if teacher is not None:
                     with torch.no_grad():
@@ -252,17 +276,18 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             opt.step()
             if per_batch:
                 sched.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            if progress and (step % 10 == 0 or step == steps_per_epoch - 1):
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{float(correct) / seen:.3f}")
 
         # --- validation, logging, checkpoints ---------------------------------------------------
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": opt.param_groups[0]["lr"],
-            "train_loss": loss_sum / seen,
-            "train_acc": correct / seen,
+            "train_loss": float(loss_sum) / seen,
+            "train_acc": float(correct) / seen,
         }
         if val_set is not None and len(val_set):
             probs = predict_proba(model, val_set.images, tta=cfg.val_tta, input_size=size,
@@ -284,29 +309,37 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
             "rng": torch.get_rng_state(), "train_config": asdict(cfg),
         }
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
         atomic_save(state, out / "last.pt")
         if improved:
             atomic_save({**meta, "model": model.state_dict(), "epoch": epoch, "best_acc": best_acc,
                          "train_config": asdict(cfg)}, out / "best.pt")
-        write_history(history, out)
+        replot = time.time() - last_plot > 30
+        write_history(history, out, plot=replot)
+        last_plot = time.time() if replot else last_plot
         if progress:
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
             tqdm.write(shown + (" *" if improved else ""))
         if cfg.early_stopping and epoch + 1 - best_epoch >= cfg.early_stopping:
             tqdm.write(f"early stopping: no improvement for {cfg.early_stopping} epochs")
             break
+    if history:
+        write_history(history, out)  # the final curves.png
     return {"best_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
             "elapsed_s": history[-1]["elapsed_s"] if history else 0.0, "out_dir": str(out)}
 
 
-def write_history(history: list[dict[str, Any]], out: Path) -> None:
-    """history.csv, history.json and curves.png (loss and accuracy against epoch)."""
+def write_history(history: list[dict[str, Any]], out: Path, plot: bool = True) -> None:
+    """history.csv, history.json and (with ``plot``) curves.png: loss and accuracy against epoch."""
     keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
     with open(out / "history.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
     (out / "history.json").write_text(json.dumps(history, indent=1))
+    if not plot:
+        return
     from .plots import plot_curves
 
     plot_curves({"run": history}, out / "curves.png")

@@ -16,7 +16,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg_dict: dict = json.loads(Path(args.config).read_text()) if args.config else {}
     for key in ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
-                "label_smoothing", "mixup_alpha", "seed", "early_stopping", "train_crop", "threads"):
+                "label_smoothing", "mixup_alpha", "seed", "early_stopping", "train_crop", "threads",
+                "device"):
         val = getattr(args, key, None)
         if val is not None:
             cfg_dict[key] = val
@@ -58,6 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--early-stopping", type=int, dest="early_stopping")
     t.add_argument("--train-crop", type=int, dest="train_crop")
     t.add_argument("--threads", type=int)
+    t.add_argument("--device", help="auto (default: a CUDA GPU when PyTorch sees one), cpu, cuda or cuda:N")
     t.add_argument("--seed", type=int)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other TrainConfig field (JSON value)")
     t.add_argument("--labels", default="default", choices=["default", "ferplus"],

@@ -91,3 +91,9 @@ def emovgg_s(num_classes: int = 7, **kw) -> EmoVGG:
 def emovgg_m(num_classes: int = 7, **kw) -> EmoVGG:
     kw.setdefault("width", 48)
     return EmoVGG(num_classes, EmoVGGConfig(**kw))
+
+
+@register_model("emovgg_l", description="flagship, large: the same net at width 64 (64-128-256-512, 4.7 M params)")
+def emovgg_l(num_classes: int = 7, **kw) -> EmoVGG:
+    kw.setdefault("width", 64)
+    return EmoVGG(num_classes, EmoVGGConfig(**kw))

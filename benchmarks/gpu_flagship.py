@@ -1,0 +1,244 @@
+"""Train flagship candidates side by side on one CUDA GPU within a fixed time budget.
+
+A GPU session here is short (minutes of device time, one command of at most 10 minutes), so this
+script makes the most of one command:
+
+1. ``pack`` (on the CPU machine): the FER-2013 Training and PublicTest JPEG files, byte for byte
+   as the dataset ships them, in one ``.npz`` that travels with the command. PrivateTest is
+   left out on purpose: the GPU never sees the test split.
+2. ``run`` (on the GPU machine): unpack to a temporary folder, read it with emoscope's own folder
+   reader and check the decoded pixels against the checksum taken at packing time; then start one
+   process per candidate config. Each process times a few real training steps, picks the number of
+   epochs that fits before the deadline (one-cycle needs it up front), writes the resolved config,
+   and trains with PublicTest as the selection split. At the deadline the parent stops what is
+   still running and copies each candidate's ``best.pt`` and ``history.csv`` plus ``summary.json``
+   to ``--out``.
+
+Which candidate ships is decided on PublicTest alone, by the rule written here before any run:
+the highest best-epoch PublicTest accuracy wins, except that a wider model (``emovgg_l``) must beat
+the best ``emovgg_m`` run by at least 0.5 points, because it costs ~1.8x the CPU time per face.
+PrivateTest is evaluated afterwards on the CPU machine, once, for the chosen model.
+
+    python benchmarks/gpu_flagship.py pack --data ../shared/datasets/fer2013 --out .gpu_data/fer2013_trainval.npz
+    python benchmarks/gpu_flagship.py run --data .gpu_data/fer2013_trainval.npz --budget-s 440 --out OUT \\
+        --configs configs/flagship_v3.json,configs/flagship_v3_l.json,configs/flagship_v3_reg.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SPLITS = ("training", "publictest")
+WIDE_MARGIN = 0.005  # a wider candidate must beat the best emovgg_m run on PublicTest by this much
+
+
+def images_digest(images: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from emoscope.datasets import load_dataset
+
+    root = Path(args.data)
+    fs = load_dataset(root)
+    names, blobs, digests = [], [], {}
+    for split in SPLITS:
+        part = fs.split(split)
+        digests[split] = images_digest(part.images)
+        for src in part.sources:
+            names.append(str(src))
+            blobs.append(np.frombuffer((root / src).read_bytes(), np.uint8))
+    offsets = np.cumsum([0] + [len(b) for b in blobs])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, names=np.array(names), offsets=offsets, blob=np.concatenate(blobs),
+                        digests=np.array(json.dumps(digests)))
+    print(f"packed {len(names)} files ({offsets[-1] / 1e6:.1f} MB of JPEG) into {out} "
+          f"({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def unpack(path: Path, dest: Path) -> dict[str, str]:
+    """Write the packed files back as a folder dataset; returns the expected pixel digests per split."""
+    with np.load(path) as z:
+        names, offsets, blob = z["names"], z["offsets"], z["blob"]
+        digests = json.loads(str(z["digests"]))
+    for i, name in enumerate(names):
+        f = dest / str(name)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(blob[offsets[i] : offsets[i + 1]].tobytes())
+    return digests
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from emoscope.datasets import load_dataset
+
+    t0 = time.time()
+    deadline = t0 + args.budget_s
+    data = Path(args.data)
+    if data.suffix == ".npz":
+        folder = Path(tempfile.mkdtemp(prefix="fer2013_"))
+        expected = unpack(data, folder)
+        fs = load_dataset(folder)  # also fills the cache the candidates read
+        for split, digest in expected.items():
+            same = images_digest(fs.split(split).images) == digest
+            print(f"{split}: {len(fs.split(split))} faces, pixels {'identical to' if same else 'DIFFER from'} "
+                  "the packing machine's decode", flush=True)
+        data = folder
+    else:
+        load_dataset(data)
+    print(f"data ready in {time.time() - t0:.0f} s", flush=True)
+
+    runs = Path(args.runs)
+    children = {}
+    for cfg_path in args.configs.split(","):
+        name = Path(cfg_path).stem
+        run_dir = runs / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, __file__, "child", "--data", str(data), "--config", cfg_path,
+               "--run-dir", str(run_dir), "--deadline", str(deadline), "--max-epochs", str(args.max_epochs),
+               "--device", args.device] + (["--smoke"] if args.smoke else [])
+        with open(run_dir / "train.log", "w") as log:  # the child keeps its own copy of the file handle
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        children[name] = (proc, run_dir)
+    while any(p.poll() is None for p, _ in children.values()) and time.time() < deadline + args.grace_s:
+        time.sleep(2)
+    for name, (p, _) in children.items():
+        if p.poll() is None:
+            print(f"{name}: still running at the deadline; stopped", flush=True)
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"budget_s": args.budget_s, "wall_s": round(time.time() - t0, 1), "candidates": {}}
+    for name, (p, run_dir) in children.items():
+        info = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").exists() else {}
+        hist = json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").exists() else []
+        best = max(hist, key=lambda r: r.get("val_acc", -1)) if hist else {}
+        info.update(returncode=p.returncode, epochs_done=len(hist), best_epoch=best.get("epoch"),
+                    best_publictest_acc=best.get("val_acc"), best_publictest_macro_f1=best.get("val_macro_f1"),
+                    elapsed_s=hist[-1]["elapsed_s"] if hist else None,
+                    log_tail=(run_dir / "train.log").read_text().splitlines()[-15:])
+        summary["candidates"][name] = info
+        for f in ("best.pt", "history.csv"):
+            if (run_dir / f).exists():
+                (out / name).mkdir(exist_ok=True)
+                shutil.copy2(run_dir / f, out / name / f)
+    summary["chosen"] = choose(summary["candidates"])
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    for name, c in summary["candidates"].items():
+        print(f"{name}: {c.get('model')} {c['epochs_done']}/{c.get('epochs')} epochs, best PublicTest "
+              f"{c['best_publictest_acc']} at epoch {c['best_epoch']}, rc {c['returncode']}")
+    print(f"chosen by the PublicTest rule: {summary['chosen']}; wall {summary['wall_s']} s")
+    return 0
+
+
+def choose(candidates: dict[str, dict]) -> str | None:
+    """The shipping rule (see the module docstring), applied to finished runs only."""
+    done = {n: c for n, c in candidates.items() if c.get("best_publictest_acc") is not None
+            and c.get("epochs_done") == c.get("epochs")}
+    if not done:
+        return None
+    best = max(done, key=lambda n: done[n]["best_publictest_acc"])
+    m_runs = [n for n, c in done.items() if c.get("model") == "emovgg_m"]
+    if done[best].get("model") != "emovgg_m" and m_runs:
+        best_m = max(m_runs, key=lambda n: done[n]["best_publictest_acc"])
+        if done[best]["best_publictest_acc"] - done[best_m]["best_publictest_acc"] < WIDE_MARGIN:
+            return best_m
+    return best
+
+
+def cmd_child(args: argparse.Namespace) -> int:
+    import torch
+
+    from emoscope.datasets import load_dataset
+    from emoscope.training import TrainConfig, train
+
+    fs = load_dataset(args.data, progress=False)
+    train_set, val_set = fs.split("training"), fs.split("publictest")
+    if args.smoke:  # a seconds-long check of the whole flow (any device): a few hundred faces
+        rng = np.random.default_rng(0)
+        train_set = train_set.subset(rng.choice(len(train_set), 512, replace=False))
+        val_set = val_set.subset(rng.choice(len(val_set), 256, replace=False))
+    cfg_dict = json.loads(Path(args.config).read_text())
+    cfg_dict.update(device=args.device, out_dir=str(args.run_dir))
+    cfg = TrainConfig.from_dict(cfg_dict)
+    torch.backends.cudnn.benchmark = True
+
+    # Calibrate: three short epochs of the real loop on a slice; the third one's time is the steady state.
+    n_cal = min(len(train_set), (2 if args.smoke else 40) * cfg.batch_size)
+    cal = dataclasses.replace(cfg, epochs=3, out_dir=str(Path(args.run_dir) / "calibration"))
+    t = time.time()
+    train(cal, train_set.subset(np.arange(n_cal)), None, progress=False)
+    hist = json.loads((Path(cal.out_dir) / "history.json").read_text())
+    per_face = (hist[2]["elapsed_s"] - hist[1]["elapsed_s"]) / n_cal
+    epoch_s = per_face * (len(train_set) + len(val_set) / 3) * 1.1  # validation ~ a third of a training step
+    left = args.deadline - time.time() - 10
+    epochs = max(1, min(args.max_epochs, math.floor(left / epoch_s)))
+    plan = {"model": cfg.model, "config": args.config, "epochs": epochs, "calibration_s": round(time.time() - t, 1),
+            "estimated_epoch_s": round(epoch_s, 2), "device": torch.cuda.get_device_name() if
+            torch.cuda.is_available() else "cpu", "torch": torch.__version__}
+    (Path(args.run_dir) / "plan.json").write_text(json.dumps(plan, indent=2))
+    print(json.dumps(plan), flush=True)
+    cfg = dataclasses.replace(cfg, epochs=epochs)
+    (Path(args.run_dir) / "command.txt").write_text(
+        f"emoscope train --config {args.config} --epochs {epochs} --device {args.device} "
+        f"--data ../shared/datasets/fer2013 --train-split training --val-split publictest --out {args.run_dir}\n")
+    summary = train(cfg, train_set, val_set, progress=False)
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("pack", help="pack FER-2013 Training + PublicTest JPEGs into one .npz")
+    a.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "fer2013"))
+    a.add_argument("--out", default=".gpu_data/fer2013_trainval.npz")
+    a.set_defaults(func=cmd_pack)
+    r = sub.add_parser("run", help="train every candidate config side by side until the budget is spent")
+    r.add_argument("--data", required=True, help="packed .npz or a FER-2013 folder")
+    r.add_argument("--configs", required=True, help="comma-separated TrainConfig JSON files")
+    r.add_argument("--budget-s", type=float, default=440, dest="budget_s")
+    r.add_argument("--grace-s", type=float, default=25, dest="grace_s")
+    r.add_argument("--max-epochs", type=int, default=300, dest="max_epochs")
+    r.add_argument("--device", default="cuda")
+    r.add_argument("--runs", default="runs/gpu")
+    r.add_argument("--out", required=True)
+    r.add_argument("--smoke", action="store_true", help="train on a few hundred faces (checks the flow)")
+    r.set_defaults(func=cmd_run)
+    c = sub.add_parser("child", help=argparse.SUPPRESS)
+    c.add_argument("--data", required=True)
+    c.add_argument("--config", required=True)
+    c.add_argument("--run-dir", required=True, dest="run_dir")
+    c.add_argument("--deadline", type=float, required=True)
+    c.add_argument("--max-epochs", type=int, default=300, dest="max_epochs")
+    c.add_argument("--device", default="cuda")
+    c.add_argument("--smoke", action="store_true")
+    c.set_defaults(func=cmd_child)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
