@@ -50,6 +50,12 @@ def base_parser(description: str, epochs: int) -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, dest="eval_limit", help="at most this many eval faces per class")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="override the recipe's batch size")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--device", default="auto", help="training device: auto (a CUDA GPU if PyTorch sees one), cpu, cuda")
+    p.add_argument("--train-only", action="store_true", dest="train_only",
+                   help="train and keep the run folders, evaluate nothing (e.g. on a GPU machine without the test "
+                        "split); evaluate later with --trained")
+    p.add_argument("--trained", action="store_true",
+                   help="where a run folder already holds best.pt and history.json, evaluate it instead of training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder (default runs/benchmarks/<script>)")
     p.add_argument("--results", default=str(REPO / DEFAULT_STORE),
@@ -62,6 +68,8 @@ def base_parser(description: str, epochs: int) -> argparse.ArgumentParser:
 
 def finish_args(args: argparse.Namespace, script: str) -> argparse.Namespace:
     """Resolve defaults; in smoke mode build the tiny dataset and redirect data and results."""
+    if args.train_only and script != "reproduce":
+        sys.exit("--train-only is supported by reproduce.py only")
     args.out = Path(args.out or REPO / "runs" / "benchmarks" / script)
     if args.smoke:
         args.out = Path(args.out) / "smoke"
@@ -125,8 +133,9 @@ def load_fer(args: argparse.Namespace, scheme: str = "fer7") -> FaceSet:
 def fer_splits(args: argparse.Namespace, scheme: str = "fer7") -> tuple[FaceSet, FaceSet, FaceSet]:
     """FER-2013 Training (capped by --limit), PublicTest and PrivateTest (capped by --eval-limit)."""
     fs = load_fer(args, scheme)
+    test = fs.subset(np.zeros(len(fs), bool)) if args.train_only else fs.split("PrivateTest")  # may be absent then
     return (cap(fs.split("Training"), args.limit, args.seed), cap(fs.split("PublicTest"), args.eval_limit, args.seed),
-            cap(fs.split("PrivateTest"), args.eval_limit, args.seed + 1))
+            cap(test, args.eval_limit, args.seed + 1))
 
 
 def fer6_split(args: argparse.Namespace, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -165,6 +174,7 @@ def make_config(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Path)
         d["batch_size"] = args.batch_size
     d["seed"] = args.seed
     d["threads"] = args.threads
+    d["device"] = args.device
     d["out_dir"] = str(run_dir)
     if args.smoke:
         d["model_kwargs"] = {**d.get("model_kwargs", {}), **SMOKE_MODEL_KWARGS.get(d["model"], {})}
@@ -180,19 +190,34 @@ def evaluate(model: torch.nn.Module, meta: dict[str, Any], faces: FaceSet, tta: 
 
 
 def train_and_test(args: argparse.Namespace, cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet,
-                   test_set: FaceSet, init_weights: str | Path | None = None) -> dict[str, Any]:
-    """Train (best epoch chosen on ``val_set``), then score ``best.pt`` on ``test_set`` without and with flip TTA."""
-    print(f"[{cfg.model}] {len(train_set)} train / {len(val_set)} val / {len(test_set)} test faces, "
-          f"{cfg.epochs} epochs -> {cfg.out_dir}", flush=True)
-    if init_weights is not None:
-        cfg.init_weights = str(init_weights)
-    t0 = time.time()
-    summary = train(cfg, train_set, val_set, progress=not args.no_progress)
-    train_s = time.time() - t0
-    model, meta = load_model(Path(cfg.out_dir) / "best.pt")
+                   test_set: FaceSet, init_weights: str | Path | None = None) -> dict[str, Any] | None:
+    """Train (best epoch chosen on ``val_set``), then score ``best.pt`` on ``test_set`` without and with flip TTA.
+
+    ``--train-only`` stops after training (returns None); ``--trained`` scores a run folder trained earlier.
+    """
+    out = Path(cfg.out_dir)
+    if args.trained and (out / "best.pt").exists() and (out / "history.json").exists():
+        history = json.loads((out / "history.json").read_text())
+        best = max(history, key=lambda r: r.get("val_acc", -1))
+        summary = {"best_acc": best.get("val_acc"), "best_epoch": best["epoch"], "epochs_run": len(history),
+                   "elapsed_s": history[-1]["elapsed_s"], "out_dir": str(out)}
+        train_s = history[-1]["elapsed_s"]
+        print(f"[{cfg.model}] scoring the run trained earlier in {out} ({len(history)} epochs)", flush=True)
+    else:
+        print(f"[{cfg.model}] {len(train_set)} train / {len(val_set)} val / {len(test_set)} test faces, "
+              f"{cfg.epochs} epochs -> {cfg.out_dir}", flush=True)
+        if init_weights is not None:
+            cfg.init_weights = str(init_weights)
+        t0 = time.time()
+        summary = train(cfg, train_set, val_set, progress=not args.no_progress)
+        train_s = time.time() - t0
+        if args.train_only:
+            print(f"[{cfg.model}] trained in {train_s / 60:.1f} min: {summary}", flush=True)
+            return None
+        history = json.loads((out / "history.json").read_text())
+    model, meta = load_model(out / "best.pt")
     m = evaluate(model, meta, test_set)
     flip = evaluate(model, meta, test_set, "flip")
-    history = json.loads((Path(cfg.out_dir) / "history.json").read_text())
     print(f"[{cfg.model}] test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
           f"flip TTA {flip['accuracy']:.4f}; {train_s / 60:.1f} min", flush=True)
     return {"metrics": m, "flip": flip, "summary": summary, "train_s": train_s, "history": history}

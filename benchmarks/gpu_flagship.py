@@ -20,8 +20,12 @@ the best ``emovgg_m`` run by at least 0.5 points, because it costs ~1.8x the CPU
 PrivateTest is evaluated afterwards on the CPU machine, once, for the chosen model.
 
     python benchmarks/gpu_flagship.py pack --data ../shared/datasets/fer2013 --out .gpu_data/fer2013_trainval.npz
-    python benchmarks/gpu_flagship.py run --data .gpu_data/fer2013_trainval.npz --budget-s 440 --out OUT \\
+    python benchmarks/gpu_flagship.py run --data .gpu_data/fer2013_trainval.npz --budget-s 480 --out OUT \\
         --configs configs/flagship_v3.json,configs/flagship_v3_l.json,configs/flagship_v3_reg.json
+    python benchmarks/gpu_flagship.py score --runs runs/gpu        # back here: PublicTest and PrivateTest
+
+``unpack`` writes a packed file back as an image folder (for other scripts on the GPU machine, e.g.
+``reproduce.py --train-only``). The device session that shipped v3 is described in ``benchmarks/FLAGSHIP_V3.md``.
 """
 
 from __future__ import annotations
@@ -140,10 +144,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                     elapsed_s=hist[-1]["elapsed_s"] if hist else None,
                     log_tail=(run_dir / "train.log").read_text().splitlines()[-15:])
         summary["candidates"][name] = info
-        for f in ("best.pt", "history.csv"):
-            if (run_dir / f).exists():
-                (out / name).mkdir(exist_ok=True)
-                shutil.copy2(run_dir / f, out / name / f)
+        (out / name).mkdir(exist_ok=True)
+        if (run_dir / "history.csv").exists():
+            shutil.copy2(run_dir / "history.csv", out / name / "history.csv")
+        if (run_dir / "best.pt").exists():
+            copy_weights(run_dir / "best.pt", out / name / "best.pt")
     summary["chosen"] = choose(summary["candidates"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     for name, c in summary["candidates"].items():
@@ -151,6 +156,19 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{c['best_publictest_acc']} at epoch {c['best_epoch']}, rc {c['returncode']}")
     print(f"chosen by the PublicTest rule: {summary['chosen']}; wall {summary['wall_s']} s")
     return 0
+
+
+def copy_weights(src: Path, dest: Path, limit: int = 15_000_000) -> None:
+    """Copy a checkpoint; one over ``limit`` bytes (what a device session hands back per file) goes as fp16."""
+    if src.stat().st_size <= limit:
+        shutil.copy2(src, dest)
+        return
+    import torch
+
+    ck = torch.load(src, map_location="cpu", weights_only=True)
+    ck["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
+    torch.save(ck, dest)
+    print(f"{src}: {src.stat().st_size / 1e6:.1f} MB, copied as fp16 ({dest.stat().st_size / 1e6:.1f} MB)")
 
 
 def choose(candidates: dict[str, dict]) -> str | None:
@@ -195,17 +213,35 @@ def cmd_child(args: argparse.Namespace) -> int:
     epoch_s = per_face * (len(train_set) + len(val_set) / 3) * 1.1  # validation ~ a third of a training step
     left = args.deadline - time.time() - 10
     epochs = max(1, min(args.max_epochs, math.floor(left / epoch_s)))
+    command = (f"emoscope train --config {args.config} --epochs {epochs} --device {args.device} "
+               f"--data ../shared/datasets/fer2013 --train-split training --val-split publictest --out {args.run_dir}")
     plan = {"model": cfg.model, "config": args.config, "epochs": epochs, "calibration_s": round(time.time() - t, 1),
             "estimated_epoch_s": round(epoch_s, 2), "device": torch.cuda.get_device_name() if
-            torch.cuda.is_available() else "cpu", "torch": torch.__version__}
+            torch.cuda.is_available() else "cpu", "torch": torch.__version__, "command": command}
     (Path(args.run_dir) / "plan.json").write_text(json.dumps(plan, indent=2))
     print(json.dumps(plan), flush=True)
     cfg = dataclasses.replace(cfg, epochs=epochs)
-    (Path(args.run_dir) / "command.txt").write_text(
-        f"emoscope train --config {args.config} --epochs {epochs} --device {args.device} "
-        f"--data ../shared/datasets/fer2013 --train-split training --val-split publictest --out {args.run_dir}\n")
+    (Path(args.run_dir) / "command.txt").write_text(command + "\n")
     summary = train(cfg, train_set, val_set, progress=False)
     print(json.dumps(summary), flush=True)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """PublicTest and PrivateTest (fp32, no TTA) of every candidate's best.pt, after the choice was made."""
+    from emoscope.datasets import load_dataset
+    from emoscope.evaluation import evaluate_model
+    from emoscope.models.checkpoint import load_model
+
+    fs = load_dataset(args.data, progress=False)
+    scores = {}
+    for best in sorted(Path(args.runs).glob("*/best.pt")):
+        model, meta = load_model(best)
+        scores[best.parent.name] = {
+            split: {k: evaluate_model(model, fs.split(split), meta, tta=("none",))["modes"]["none"][k]
+                    for k in ("accuracy", "macro_f1")} for split in ("PublicTest", "PrivateTest")}
+        print(best.parent.name, json.dumps(scores[best.parent.name]), flush=True)
+    (Path(args.runs) / "scores.json").write_text(json.dumps(scores, indent=1))
     return 0
 
 
@@ -216,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "fer2013"))
     a.add_argument("--out", default=".gpu_data/fer2013_trainval.npz")
     a.set_defaults(func=cmd_pack)
+    u = sub.add_parser("unpack", help="write a packed .npz back as a FER-2013 image folder")
+    u.add_argument("--data", required=True)
+    u.add_argument("--dest", required=True)
+    u.set_defaults(func=lambda a: print(f"unpacked into {a.dest}: {unpack(Path(a.data), Path(a.dest))}") or 0)
     r = sub.add_parser("run", help="train every candidate config side by side until the budget is spent")
     r.add_argument("--data", required=True, help="packed .npz or a FER-2013 folder")
     r.add_argument("--configs", required=True, help="comma-separated TrainConfig JSON files")
@@ -227,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True)
     r.add_argument("--smoke", action="store_true", help="train on a few hundred faces (checks the flow)")
     r.set_defaults(func=cmd_run)
+    s = sub.add_parser("score", help="score every candidate on PublicTest and PrivateTest (after choosing)")
+    s.add_argument("--runs", default="runs/gpu")
+    s.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "fer2013"))
+    s.set_defaults(func=cmd_score)
     c = sub.add_parser("child", help=argparse.SUPPRESS)
     c.add_argument("--data", required=True)
     c.add_argument("--config", required=True)

@@ -75,6 +75,7 @@ def main() -> None:
     p.add_argument("--models", help="comma list: only these models of the chosen experiment(s)")
     p.add_argument("--pretrained-dir", dest="pretrained_dir",
                    help="folder with vgg16_imagenet.pt / alexnet_imagenet.pt (torchvision state_dicts)")
+    p.add_argument("--note", help="a note for every row written (e.g. where the runs were trained)")
     args = common.finish_args(p.parse_args(), "reproduce")
     wanted = set(args.models.split(",")) if args.models else None
     for exp in EXPERIMENTS if args.experiment == "all" else [args.experiment]:
@@ -102,8 +103,15 @@ def main() -> None:
             recipe["model"] = name
             cfg = common.make_config(args, recipe, args.out / exp / name)
             result = common.train_and_test(args, cfg, *data)
+            if result is None:  # --train-only
+                continue
             own = RECIPES[name]["epochs"]
+            done = result["summary"]["epochs_run"]
             note = f"{cfg.epochs} of the recipe's {own} epochs" if cfg.epochs != own and not args.smoke else ""
+            if done < cfg.epochs:
+                note = f"stopped after {done} of {cfg.epochs} epochs"
+            if args.note:
+                note = "; ".join(t for t in (note, args.note) if t)
             rows.append(common.row(args, f"reproduce: {exp}", dataset, setting, name, result,
                                    common.recipe_params(cfg), notes=note))
             common.save_rows(args, rows[-1:])  # a crash later keeps the rows already measured

@@ -85,3 +85,22 @@ def test_train_refuses_an_empty_class(fer_folder, tmp_path, capsys):
     shutil.rmtree(fer_folder / "train" / "disgust")
     assert main(["train", "--data", str(fer_folder), "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
     assert "disgust" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--set", "epochz=3"], "unknown training option(s): epochz"),
+    (["--optimizer", "sgd", "--set", "schedule=\"sometimes\""], "unknown schedule"),
+])
+def test_train_config_mistakes_are_one_line_errors(fer_folder, tmp_path, capsys, flags, message):
+    assert main(["train", "--data", str(fer_folder), "--epochs", "1", "--out", str(tmp_path / "r"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_train_on_a_missing_gpu_says_so(fer_folder, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    assert main(["train", "--data", str(fer_folder), "--epochs", "1", "--device", "cuda",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "sees no CUDA GPU; use --device cpu" in capsys.readouterr().err

@@ -28,6 +28,10 @@ from .models.checkpoint import atomic_save, model_meta, read_checkpoint
 from .preprocess import normalize, resize_batch, to_unit
 
 
+class TrainConfigError(ValueError):
+    """A training run cannot start as configured (unknown option, missing GPU, mismatched teacher or resume...)."""
+
+
 @dataclass
 class TrainConfig:
     """All knobs of a training run (saved as ``config.json`` beside the checkpoints)."""
@@ -75,7 +79,7 @@ class TrainConfig:
         known = set(TrainConfig.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+            raise TrainConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
         return TrainConfig(**d)
 
 
@@ -86,11 +90,11 @@ def resolve_device(name: str) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+        raise TrainConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
+        raise TrainConfigError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+        raise TrainConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
     return dev
 
 
@@ -107,7 +111,7 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam, adamw or rmsprop")
+    raise TrainConfigError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam, adamw or rmsprop")
 
 
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
@@ -133,7 +137,7 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
         ), False
     if cfg.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), True
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose onecycle, cosine, plateau or constant")
+    raise TrainConfigError(f"unknown schedule {cfg.schedule!r}; choose onecycle, cosine, plateau or constant")
 
 
 def load_initial_weights(model: torch.nn.Module, path: str) -> None:
@@ -143,7 +147,7 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     fitting = {k: v.float() if v.is_floating_point() else v for k, v in state.items()
                if k in own and own[k].shape == v.shape}
     if not fitting:
-        raise ValueError(f"{path}: no weights fit model (different architecture?)")
+        raise TrainConfigError(f"{path}: no weights fit model (different architecture?)")
     model.load_state_dict(fitting, strict=False)
 
 
@@ -153,10 +157,10 @@ def load_teacher(cfg: TrainConfig, classes: list[str], size: int, in_chans: int)
 
     teacher, tmeta = load_model(cfg.teacher)
     if list(tmeta["classes"]) != list(classes):
-        raise ValueError(f"teacher {cfg.teacher} predicts {tmeta['classes']}, the data has {classes}; "
+        raise TrainConfigError(f"teacher {cfg.teacher} predicts {tmeta['classes']}, the data has {classes}; "
                          "distil from a teacher trained on the same label scheme")
     if (tmeta["input_size"], tmeta["in_chans"]) != (size, in_chans):
-        raise ValueError(f"teacher {cfg.teacher} takes {tmeta['in_chans']}x{tmeta['input_size']}px input, "
+        raise TrainConfigError(f"teacher {cfg.teacher} takes {tmeta['in_chans']}x{tmeta['input_size']}px input, "
                          f"the student {in_chans}x{size}px; pick a teacher with the same input")
     teacher.eval().requires_grad_(False)
     return teacher.to(memory_format=torch.channels_last) if cfg.channels_last else teacher
@@ -185,11 +189,14 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if len(train_set) == 0:
-        raise ValueError("the training split is empty")
+        raise TrainConfigError("the training split is empty")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     classes = train_set.classes
-    info = model_info(cfg.model)
+    try:
+        info = model_info(cfg.model)
+    except ValueError as exc:  # unknown model name
+        raise TrainConfigError(str(exc)) from None
     device = resolve_device(cfg.device)
     size = info.input_size
     train_size = cfg.train_crop or size
@@ -216,7 +223,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         saved = ck.get("train_config", {})
         changed = [k for k in ("model", "epochs", "batch_size", "schedule", "lr") if saved.get(k) != asdict(cfg)[k]]
         if changed:
-            raise ValueError(
+            raise TrainConfigError(
                 f"cannot resume {out / 'last.pt'}: {', '.join(changed)} differ from the saved run; "
                 "resume with the same config or start a new --out folder"
             )

@@ -34,10 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     from ..datasets.images import ImageReadError
     from ..labels import LabelError
     from ..models.checkpoint import CheckpointError
+    from ..training import TrainConfigError
 
     try:
         return int(args.func(args) or 0)
-    except (UserError, DatasetError, LabelError, CheckpointError, ImageReadError, FileNotFoundError) as exc:
+    except (UserError, DatasetError, LabelError, CheckpointError, ImageReadError, FileNotFoundError,
+            TrainConfigError) as exc:
         print(f"emoscope {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

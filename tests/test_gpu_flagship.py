@@ -1,0 +1,66 @@
+"""benchmarks/gpu_flagship.py: the data packing round trip and the shipping rule (no GPU needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def gpu_flagship():
+    spec = importlib.util.spec_from_file_location("gpu_flagship", REPO / "benchmarks" / "gpu_flagship.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_flagship"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fer_like_folder(root: Path) -> None:
+    """A FER-2013-style image folder: Training / PublicTest / PrivateTest prefixes, two classes."""
+    rng = np.random.default_rng(0)
+    for sub, prefix, n in (("train", "Training", 4), ("test", "PublicTest", 2), ("test", "PrivateTest", 2)):
+        for label in ("happy", "sad"):
+            d = root / sub / label
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+                cv2.imwrite(str(d / f"{prefix}_{label}{i}.jpg"), img)
+
+
+def test_pack_and_unpack_give_back_the_same_pixels_without_privatetest(gpu_flagship, tmp_path, monkeypatch):
+    from emoscope.datasets import load_dataset
+
+    monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
+    fer_like_folder(tmp_path / "fer")
+    packed = tmp_path / "pack.npz"
+    assert gpu_flagship.main(["pack", "--data", str(tmp_path / "fer"), "--out", str(packed)]) == 0
+    digests = gpu_flagship.unpack(packed, tmp_path / "back")
+    back = load_dataset(tmp_path / "back", progress=False)
+    assert set(back.split_names) == {"Training", "PublicTest"}  # the test split never travels
+    for split, digest in digests.items():
+        assert gpu_flagship.images_digest(back.split(split).images) == digest
+    original = load_dataset(tmp_path / "fer", progress=False).split("Training")
+    assert np.array_equal(original.images, back.split("Training").images)
+
+
+def test_shipping_rule(gpu_flagship):
+    choose = gpu_flagship.choose
+
+    def run(model, acc, done=10, epochs=10):
+        return {"model": model, "best_publictest_acc": acc, "epochs_done": done, "epochs": epochs}
+
+    # the best finished run wins
+    assert choose({"a": run("emovgg_m", 0.70), "b": run("emovgg_m", 0.71)}) == "b"
+    # a wider net must win by at least half a point over the best emovgg_m run
+    assert choose({"m": run("emovgg_m", 0.700), "l": run("emovgg_l", 0.704)}) == "m"
+    assert choose({"m": run("emovgg_m", 0.700), "l": run("emovgg_l", 0.706)}) == "l"
+    # unfinished runs do not count
+    assert choose({"m": run("emovgg_m", 0.72, done=9), "l": run("emovgg_l", 0.70)}) == "l"
+    assert choose({"m": run("emovgg_m", None)}) is None
