@@ -158,10 +158,10 @@ def load_teacher(cfg: TrainConfig, classes: list[str], size: int, in_chans: int)
     teacher, tmeta = load_model(cfg.teacher)
     if list(tmeta["classes"]) != list(classes):
         raise TrainConfigError(f"teacher {cfg.teacher} predicts {tmeta['classes']}, the data has {classes}; "
-                         "distil from a teacher trained on the same label scheme")
+                               "distil from a teacher trained on the same label scheme")
     if (tmeta["input_size"], tmeta["in_chans"]) != (size, in_chans):
         raise TrainConfigError(f"teacher {cfg.teacher} takes {tmeta['in_chans']}x{tmeta['input_size']}px input, "
-                         f"the student {in_chans}x{size}px; pick a teacher with the same input")
+                               f"the student {in_chans}x{size}px; pick a teacher with the same input")
     teacher.eval().requires_grad_(False)
     return teacher.to(memory_format=torch.channels_last) if cfg.channels_last else teacher
 
