@@ -210,7 +210,9 @@ def cmd_child(args: argparse.Namespace) -> int:
     train(cal, train_set.subset(np.arange(n_cal)), None, progress=False)
     hist = json.loads((Path(cal.out_dir) / "history.json").read_text())
     per_face = (hist[2]["elapsed_s"] - hist[1]["elapsed_s"]) / n_cal
-    epoch_s = per_face * (len(train_set) + len(val_set) / 3) * 1.1  # validation ~ a third of a training step
+    # Validation costs about a third of a training step per face; 1.15: runs sharing a GPU can run slower
+    # than their calibration said (one was stopped 2 epochs short in the v3 session).
+    epoch_s = per_face * (len(train_set) + len(val_set) / 3) * 1.15
     left = args.deadline - time.time() - 10
     epochs = max(1, min(args.max_epochs, math.floor(left / epoch_s)))
     command = (f"emoscope train --config {args.config} --epochs {epochs} --device {args.device} "

@@ -190,3 +190,20 @@ def test_onecycle_survives_runs_of_a_few_steps(epochs, steps):
     for _ in range(epochs * steps):  # OneCycleLR used to divide by zero here for 4 steps or fewer
         opt.step()
         sched.step()
+
+
+def test_every_committed_config_is_a_valid_recipe():
+    import json
+    from pathlib import Path
+
+    from emoscope.models import list_models
+
+    repo = Path(__file__).resolve().parents[1]
+    configs = sorted((repo / "configs").glob("*.json"))
+    assert configs
+    for path in configs:
+        cfg = TrainConfig.from_dict(json.loads(path.read_text()))
+        assert cfg.model in list_models(), path
+        assert cfg.device in ("auto", "cpu"), f"{path}: a committed recipe must also run without a GPU"
+        for ref in (cfg.teacher, cfg.init_weights):
+            assert ref is None or (repo / ref).is_file(), f"{path}: {ref} is missing"
