@@ -51,7 +51,7 @@ def main() -> None:
     p.add_argument("--cv", type=int, default=3)
     p.add_argument("--jobs", type=int, default=1, help="parallel grid-search jobs / forest trees")
     p.add_argument("--include-slow", action="store_true", dest="include_slow",
-                   help=f"also run {sorted(SLOW)} in the full setting (hours on 2 cores)")
+                   help=f"also run {sorted(SLOW)} in the full setting (hog + svc: 13.5 min on 2 cores; raw: longer)")
     args = common.finish_args(p.parse_args(), "baselines")
     if args.smoke:
         args.n_train, args.n_val, args.cv, args.limit = 4, 2, 2, args.limit or 4
