@@ -28,7 +28,7 @@ from emoscope.evaluation import classification_metrics, predict_proba
 from emoscope.models import model_info
 from emoscope.models.checkpoint import load_model
 from emoscope.results import DEFAULT_MARKDOWN, DEFAULT_STORE, ResultRow, current_command, record
-from emoscope.training import TrainConfig, train
+from emoscope.training import TrainConfig, best_epoch, train
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "datasets"
@@ -198,7 +198,7 @@ def train_and_test(args: argparse.Namespace, cfg: TrainConfig, train_set: FaceSe
     out = Path(cfg.out_dir)
     if args.trained and (out / "best.pt").exists() and (out / "history.json").exists():
         history = json.loads((out / "history.json").read_text())
-        best = max(history, key=lambda r: r.get("val_acc", -1))
+        best = best_epoch(history)
         summary = {"best_acc": best.get("val_acc"), "best_epoch": best["epoch"], "epochs_run": len(history),
                    "elapsed_s": history[-1]["elapsed_s"], "out_dir": str(out)}
         train_s = history[-1]["elapsed_s"]

@@ -91,6 +91,7 @@ def unpack(path: Path, dest: Path) -> dict[str, str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from emoscope.datasets import load_dataset
+    from emoscope.training import best_epoch
 
     t0 = time.time()
     deadline = t0 + args.budget_s
@@ -100,8 +101,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         expected = unpack(data, folder)
         fs = load_dataset(folder)  # also fills the cache the candidates read
         for split, digest in expected.items():
-            same = images_digest(fs.split(split).images) == digest
-            print(f"{split}: {len(fs.split(split))} faces, pixels {'identical to' if same else 'DIFFER from'} "
+            part = fs.split(split)
+            same = images_digest(part.images) == digest
+            print(f"{split}: {len(part)} faces, pixels {'identical to' if same else 'DIFFER from'} "
                   "the packing machine's decode", flush=True)
         data = folder
     else:
@@ -138,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name, (p, run_dir) in children.items():
         info = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").exists() else {}
         hist = json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").exists() else []
-        best = max(hist, key=lambda r: r.get("val_acc", -1)) if hist else {}
+        best = best_epoch(hist) if hist else {}
         info.update(returncode=p.returncode, epochs_done=len(hist), best_epoch=best.get("epoch"),
                     best_publictest_acc=best.get("val_acc"), best_publictest_macro_f1=best.get("val_macro_f1"),
                     elapsed_s=hist[-1]["elapsed_s"] if hist else None,
@@ -165,8 +167,10 @@ def copy_weights(src: Path, dest: Path, limit: int = 15_000_000) -> None:
         return
     import torch
 
+    from emoscope.models.checkpoint import half_precision
+
     ck = torch.load(src, map_location="cpu", weights_only=True)
-    ck["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
+    ck["model"] = half_precision(ck["model"])
     torch.save(ck, dest)
     print(f"{src}: {src.stat().st_size / 1e6:.1f} MB, copied as fp16 ({dest.stat().st_size / 1e6:.1f} MB)")
 

@@ -107,11 +107,10 @@ def main() -> None:
                 continue
             own = RECIPES[name]["epochs"]
             done = result["summary"]["epochs_run"]
-            note = f"{cfg.epochs} of the recipe's {own} epochs" if cfg.epochs != own and not args.smoke else ""
-            if done < cfg.epochs:
-                note = f"stopped after {done} of {cfg.epochs} epochs"
-            if args.note:
-                note = "; ".join(t for t in (note, args.note) if t)
+            note = "; ".join(t for t in (
+                f"{cfg.epochs} of the recipe's {own} epochs" if cfg.epochs != own and not args.smoke else "",
+                f"stopped after {done} of {cfg.epochs} epochs" if done < cfg.epochs else "",
+                args.note or "") if t)
             rows.append(common.row(args, f"reproduce: {exp}", dataset, setting, name, result,
                                    common.recipe_params(cfg), notes=note))
             common.save_rows(args, rows[-1:])  # a crash later keeps the rows already measured

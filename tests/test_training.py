@@ -207,3 +207,20 @@ def test_every_committed_config_is_a_valid_recipe():
         assert cfg.device in ("auto", "cpu"), f"{path}: a committed recipe must also run without a GPU"
         for ref in (cfg.teacher, cfg.init_weights):
             assert ref is None or (repo / ref).is_file(), f"{path}: {ref} is missing"
+
+
+def test_best_epoch_is_the_row_train_keeps():
+    from emoscope.training import best_epoch
+
+    history = [{"epoch": 1, "train_acc": 0.5, "val_acc": 0.4}, {"epoch": 2, "train_acc": 0.6, "val_acc": 0.45},
+               {"epoch": 3, "train_acc": 0.7, "val_acc": 0.45}]
+    assert best_epoch(history)["epoch"] == 2  # the earliest of equal scores, as best.pt
+    assert best_epoch([{"epoch": 1, "train_acc": 0.3}, {"epoch": 2, "train_acc": 0.2}])["epoch"] == 1
+
+
+def test_half_precision_keeps_integer_buffers():
+    from emoscope.models.checkpoint import half_precision
+
+    state = {"w": torch.ones(2), "n": torch.tensor(3)}
+    half = half_precision(state)
+    assert half["w"].dtype == torch.float16 and half["n"].dtype == torch.int64

@@ -337,6 +337,12 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             "elapsed_s": history[-1]["elapsed_s"] if history else 0.0, "out_dir": str(out)}
 
 
+def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The history row :func:`train` keeps as ``best.pt``: highest validation accuracy (training accuracy when
+    there was no validation split), the earliest epoch on ties."""
+    return max(history, key=lambda row: row.get("val_acc", row["train_acc"]))
+
+
 def write_history(history: list[dict[str, Any]], out: Path, plot: bool = True) -> None:
     """history.csv, history.json and (with ``plot``) curves.png: loss and accuracy against epoch."""
     keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))

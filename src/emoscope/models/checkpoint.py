@@ -28,6 +28,11 @@ def model_meta(name: str, classes: tuple[str, ...] | list[str], **model_kwargs: 
     }
 
 
+def half_precision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state_dict with floating-point tensors stored as fp16 (half the file; :func:`load_model` upcasts)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def atomic_save(obj: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` to a temp file then rename, so a crash never leaves a half-written file."""
     path = Path(path)
