@@ -9,6 +9,10 @@ The shipped run came from one H100 session of ``benchmarks/gpu_flagship.py`` (se
         --data ../shared/datasets/fer2013 --train-split training --val-split publictest --out runs/gpu/flagship_v3_reg
 
 Selection used PublicTest only (best epoch); PrivateTest is reported once, here.
+
+``--score-only`` scores a candidate run without installing it: it prints the run's PublicTest accuracy beside
+the shipped model's (the rule for replacing it), then PrivateTest, and records the row in the "flagship
+candidates" table (``benchmarks/FLAGSHIP_CPU.md`` used it for the 2-hour CPU run).
 """
 
 from __future__ import annotations
@@ -56,23 +60,27 @@ def read_plan(run: Path) -> dict:
 
 
 def record_rows(args: argparse.Namespace, results: dict, run: Path, command: str) -> None:
-    """The shipped model's PrivateTest result in ``benchmarks/results.json``, beside the reproduced experiments."""
+    """The run's PrivateTest result in ``benchmarks/results.json``, beside the reproduced experiments."""
     history = json.loads((run / "history.json").read_text())
     best = read_checkpoint(run / "best.pt")
     cfg = best["train_config"]
     priv = results["PrivateTest"]
-    params = {"role": args.role, "optimizer": cfg["optimizer"], "lr": cfg["lr"], "batch_size": cfg["batch_size"],
+    params = {"role": args.role} if not args.score_only else {"erasing": cfg["aug"]["erasing"]}
+    params |= {"optimizer": cfg["optimizer"], "lr": cfg["lr"], "batch_size": cfg["batch_size"],
               "epochs": cfg["epochs"], "schedule": cfg["schedule"], "weight_decay": cfg["weight_decay"],
               "augment": cfg["augment"]}
     if cfg.get("teacher"):
         params["teacher"] = Path(cfg["teacher"]).name
     if plan := read_plan(run):  # trained by benchmarks/gpu_flagship.py: say on which GPU
         params["device"] = plan["device"]
+    this = (f"python benchmarks/flagship.py --run {args.run} --data {args.data} "
+            + ("--score-only" if args.score_only else f"--role {args.role}"))
     row = ResultRow.from_metrics(
-        "shipped model", "fer2013", "7-class, Training / best on PublicTest / PrivateTest", cfg["model"],
-        priv["none"], params=params, train_time_s=history[-1]["elapsed_s"],
-        command=f"{command} && python benchmarks/flagship.py --run {args.run} --data {args.data} --role {args.role}",
+        "flagship candidates" if args.score_only else "shipped model", "fer2013",
+        "7-class, Training / best on PublicTest / PrivateTest", cfg["model"],
+        priv["none"], params=params, train_time_s=history[-1]["elapsed_s"], command=f"{command} && {this}",
         extra={"flip_tta_accuracy": priv["flip"]["accuracy"], "crops_tta_accuracy": priv["crops"]["accuracy"],
+               "publictest_accuracy": results["PublicTest"]["none"]["accuracy"],
                "best_epoch": best["epoch"] + 1, "epochs_run": len(history)})
     print(f"recorded -> {record([row])}")
 
@@ -92,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="which shipped model this run becomes (default: the flagship; fast: the distilled variant)")
     p.add_argument("--record-only", action="store_true", dest="record_only",
                    help="only add the installed model's measured rows to benchmarks/results.json (no evaluation)")
+    p.add_argument("--score-only", action="store_true", dest="score_only",
+                   help="score a candidate run (PublicTest beside the shipped model's, then PrivateTest) and record "
+                        "it under 'flagship candidates'; install nothing")
     p.add_argument("--note", action="append",
                    help="one more line for the card's training section (e.g. how the run was resumed); repeatable")
     args = p.parse_args(argv)
@@ -115,6 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         results[split] = {mode: m for mode, m in res["modes"].items()}
         print(f"{split}: " + ", ".join(f"{mode} {m['accuracy']:.4f}/{m['macro_f1']:.4f}"
                                        for mode, m in res["modes"].items()) + f" ({time.time() - t:.0f} s)")
+        if split == "PublicTest" and args.score_only:  # the replacement rule looks at PublicTest only
+            shipped = json.loads((WEIGHTS_DIR / f"{args.name}.metrics.json").read_text())
+            mine, theirs = results[split]["none"]["accuracy"], shipped["PublicTest"]["none"]["accuracy"]
+            verdict = "would replace" if mine > theirs else "does not replace"
+            print(f"rule: PublicTest {mine:.4f} vs the shipped {args.name} {theirs:.4f} -> {verdict} it")
+    if args.score_only:
+        (run / "scores.json").write_text(json.dumps(results, indent=1))
+        record_rows(args, results, run, command)
+        print(f"wrote {run / 'scores.json'}")
+        return 0
 
     dest = WEIGHTS_DIR / f"{args.name}.pt"
     priv = results["PrivateTest"]

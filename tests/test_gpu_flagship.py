@@ -1,4 +1,4 @@
-"""benchmarks/gpu_flagship.py: the data packing round trip and the shipping rule (no GPU needed)."""
+"""benchmarks/gpu_flagship.py (packing, shipping rule) and benchmarks/flagship.py --score-only; no GPU needed."""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ def gpu_flagship():
     return module
 
 
-def fer_like_folder(root: Path) -> None:
-    """A FER-2013-style image folder: Training / PublicTest / PrivateTest prefixes, two classes."""
+def fer_like_folder(root: Path, labels: tuple[str, ...] = ("happy", "sad")) -> None:
+    """A FER-2013-style image folder: Training / PublicTest / PrivateTest prefixes, two classes by default."""
     rng = np.random.default_rng(0)
     for sub, prefix, n in (("train", "Training", 4), ("test", "PublicTest", 2), ("test", "PrivateTest", 2)):
-        for label in ("happy", "sad"):
+        for label in labels:
             d = root / sub / label
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
@@ -64,3 +64,39 @@ def test_shipping_rule(gpu_flagship):
     # unfinished runs do not count
     assert choose({"m": run("emovgg_m", 0.72, done=9), "l": run("emovgg_l", 0.70)}) == "l"
     assert choose({"m": run("emovgg_m", None)}) is None
+
+
+@pytest.fixture(scope="module")
+def flagship():
+    spec = importlib.util.spec_from_file_location("flagship", REPO / "benchmarks" / "flagship.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["flagship"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_score_only_scores_a_candidate_and_installs_nothing(flagship, tmp_path, monkeypatch, capsys):
+    from emoscope.cli import main as cli
+    from emoscope.weights import WEIGHTS_DIR
+
+    monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
+    from emoscope.labels import EMOTIONS
+
+    fer_like_folder(tmp_path / "fer", labels=tuple(EMOTIONS))
+    run = tmp_path / "run"
+    assert cli(["train", "--data", str(tmp_path / "fer"), "--model", "emovgg_t", "--epochs", "1",
+                "--batch-size", "4", "--val-split", "publictest", "--out", str(run)]) == 0
+    recorded = []
+    monkeypatch.setattr(flagship, "record", lambda rows: recorded.extend(rows) or tmp_path / "results.json")
+    shipped_before = {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()}
+
+    assert flagship.main(["--run", str(run), "--data", str(tmp_path / "fer"), "--score-only"]) == 0
+
+    out = capsys.readouterr().out
+    assert "rule: PublicTest" in out and "does not replace" in out  # a 1-epoch toy run cannot beat the shipped one
+    scores = __import__("json").loads((run / "scores.json").read_text())
+    assert set(scores) == {"PublicTest", "PrivateTest"} and set(scores["PrivateTest"]) == {"none", "flip", "crops"}
+    (row,) = recorded
+    assert row.experiment == "flagship candidates" and row.accuracy == scores["PrivateTest"]["none"]["accuracy"]
+    assert row.command.endswith("--score-only") and "emoscope train" in row.command
+    assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == shipped_before
