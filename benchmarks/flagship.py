@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from gpu_flagship import read_plan  # the script that writes plan.json reads it back
 
 from emoscope.datasets import load_dataset
 from emoscope.evaluation import classification_metrics, evaluate_model, predict_proba
@@ -54,15 +55,12 @@ def install_fp16(best: Path, dest: Path, extra: dict) -> None:
     torch.save(keep, dest)
 
 
-def read_plan(run: Path) -> dict:
-    """``plan.json`` of a run trained by ``benchmarks/gpu_flagship.py`` (device, PyTorch version), else {}."""
-    return json.loads((run / "plan.json").read_text()) if (run / "plan.json").exists() else {}
+def record_rows(args: argparse.Namespace, results: dict, history: list[dict], best: dict, plan: dict,
+                command: str) -> None:
+    """The run's PrivateTest result in ``benchmarks/results.json``, beside the reproduced experiments.
 
-
-def record_rows(args: argparse.Namespace, results: dict, run: Path, command: str) -> None:
-    """The run's PrivateTest result in ``benchmarks/results.json``, beside the reproduced experiments."""
-    history = json.loads((run / "history.json").read_text())
-    best = read_checkpoint(run / "best.pt")
+    ``history``, ``best`` and ``plan``: the run's ``history.json``, ``best.pt`` checkpoint and ``plan.json``.
+    """
     cfg = best["train_config"]
     priv = results["PrivateTest"]
     params = {"role": args.role} if not args.score_only else {"erasing": cfg["aug"]["erasing"]}
@@ -71,7 +69,7 @@ def record_rows(args: argparse.Namespace, results: dict, run: Path, command: str
               "augment": cfg["augment"]}
     if cfg.get("teacher"):
         params["teacher"] = Path(cfg["teacher"]).name
-    if plan := read_plan(run):  # trained by benchmarks/gpu_flagship.py: say on which GPU
+    if plan:  # trained by benchmarks/gpu_flagship.py: say on which GPU
         params["device"] = plan["device"]
     this = (f"python benchmarks/flagship.py --run {args.run} --data {args.data} "
             + ("--score-only" if args.score_only else f"--role {args.role}"))
@@ -112,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     confusion_png, curves_png = f"confusion{suffix}.png", f"curves{suffix}.png"
     run = Path(args.run)
     command = train_command(run)
-    if args.record_only:
-        record_rows(args, json.loads((WEIGHTS_DIR / f"{args.name}.metrics.json").read_text()), run, command)
-        return 0
     history = json.loads((run / "history.json").read_text())
     ck = read_checkpoint(run / "best.pt")
+    plan = read_plan(run)
+    if args.record_only:
+        shipped = json.loads((WEIGHTS_DIR / f"{args.name}.metrics.json").read_text())
+        record_rows(args, shipped, history, ck, plan, command)
+        return 0
     fs = load_dataset(args.data, progress=False)
     model, meta = load_model(run / "best.pt")
     results = {}
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rule: PublicTest {mine:.4f} vs the shipped {args.name} {theirs:.4f} -> {verdict} it")
     if args.score_only:
         (run / "scores.json").write_text(json.dumps(results, indent=1))
-        record_rows(args, results, run, command)
+        record_rows(args, results, history, ck, plan, command)
         print(f"wrote {run / 'scores.json'}")
         return 0
 
@@ -159,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     low = ", ".join(f"{c} ({v['recall']:.2f})" for c, v in recalls)
     cfg = ck["train_config"]
     n_params = sum(p.numel() for p in model.parameters())
-    plan = read_plan(run)
     where = (f"one {plan['device']} GPU (PyTorch {plan['torch']}), bf16 autocast, channels_last"
              if plan.get("device", "cpu") != "cpu" else "this machine: 2-core Sapphire Rapids CPU, bf16 autocast, "
              "channels_last")
@@ -242,7 +241,7 @@ tuned VGG (Khaireddin & Chen 2021) 73.3 %, Residual Masking Network 74.1 %.
 - Research use only: FER-2013 has no open licence.
 """
     card_path.write_text(card)
-    record_rows(args, results, run, command)
+    record_rows(args, results, history, ck, plan, command)
     (WEIGHTS_DIR / f"{args.name}.metrics.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {card_path}")
     return 0

@@ -89,6 +89,11 @@ def unpack(path: Path, dest: Path) -> dict[str, str]:
     return digests
 
 
+def read_plan(run: Path) -> dict:
+    """``plan.json`` that :func:`cmd_child` wrote into a run folder (device, PyTorch version, epochs), else {}."""
+    return json.loads((run / "plan.json").read_text()) if (run / "plan.json").exists() else {}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from emoscope.datasets import load_dataset
     from emoscope.training import best_epoch
@@ -138,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summary = {"budget_s": args.budget_s, "wall_s": round(time.time() - t0, 1), "candidates": {}}
     for name, (p, run_dir) in children.items():
-        info = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").exists() else {}
+        info = read_plan(run_dir)
         hist = json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").exists() else []
         best = best_epoch(hist) if hist else {}
         info.update(returncode=p.returncode, epochs_done=len(hist), best_epoch=best.get("epoch"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -13,13 +14,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def gpu_flagship():
-    spec = importlib.util.spec_from_file_location("gpu_flagship", REPO / "benchmarks" / "gpu_flagship.py")
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as the script itself sees its siblings (benchmarks/ on sys.path)."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_flagship"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def gpu_flagship():
+    return load_benchmark("gpu_flagship")
 
 
 def fer_like_folder(root: Path, labels: tuple[str, ...] = ("happy", "sad")) -> None:
@@ -68,20 +76,15 @@ def test_shipping_rule(gpu_flagship):
 
 @pytest.fixture(scope="module")
 def flagship():
-    spec = importlib.util.spec_from_file_location("flagship", REPO / "benchmarks" / "flagship.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["flagship"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("flagship")
 
 
 def test_score_only_scores_a_candidate_and_installs_nothing(flagship, tmp_path, monkeypatch, capsys):
     from emoscope.cli import main as cli
+    from emoscope.labels import EMOTIONS
     from emoscope.weights import WEIGHTS_DIR
 
     monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
-    from emoscope.labels import EMOTIONS
-
     fer_like_folder(tmp_path / "fer", labels=tuple(EMOTIONS))
     run = tmp_path / "run"
     assert cli(["train", "--data", str(tmp_path / "fer"), "--model", "emovgg_t", "--epochs", "1",
@@ -94,7 +97,7 @@ def test_score_only_scores_a_candidate_and_installs_nothing(flagship, tmp_path, 
 
     out = capsys.readouterr().out
     assert "rule: PublicTest" in out and "does not replace" in out  # a 1-epoch toy run cannot beat the shipped one
-    scores = __import__("json").loads((run / "scores.json").read_text())
+    scores = json.loads((run / "scores.json").read_text())
     assert set(scores) == {"PublicTest", "PrivateTest"} and set(scores["PrivateTest"]) == {"none", "flip", "crops"}
     (row,) = recorded
     assert row.experiment == "flagship candidates" and row.accuracy == scores["PrivateTest"]["none"]["accuracy"]
