@@ -13,6 +13,8 @@ Examples::
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import common
 
 from emoscope.plots import plot_curves
@@ -65,12 +67,17 @@ def main() -> None:
         rows.append(common.row(args, "regularisation ablation", "fer2013",
                                "7-class, Training / PublicTest / PrivateTest", args.model, result, params))
         common.save_rows(args, rows[-1:])
-    fig = plot_curves(histories, args.figures / "ablations.png", title=f"{args.model}: regularisation ablation")
+    report(histories, rows, args.figures, args.model)
+
+
+def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: str) -> Path:
+    """``ablations.png``: the curves of every variant, one figure."""
+    fig = plot_curves(histories, figures / "ablations.png", title=f"{model}: regularisation ablation")
     for r in rows:
         print(f"{r.params['variant']:>15}: test accuracy {r.accuracy:.4f}  macro-F1 {r.macro_f1:.4f}  "
               f"epochs run {r.extra.get('epochs_run')}")
     print(f"figure: {fig}")
-
+    return fig
 
 if __name__ == "__main__":
     main()

@@ -50,6 +50,8 @@ def base_parser(description: str, epochs: int) -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, dest="eval_limit", help="at most this many eval faces per class")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="override the recipe's batch size")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--time-limit", type=float, default=0, dest="time_limit",
+                   help="seconds of training per run; a run stops before an epoch that would pass it (0: none)")
     p.add_argument("--device", default="auto", help="training device: auto (a CUDA GPU if PyTorch sees one), cpu, cuda")
     p.add_argument("--train-only", action="store_true", dest="train_only",
                    help="train and keep the run folders, evaluate nothing (e.g. on a GPU machine without the test "
@@ -175,6 +177,7 @@ def make_config(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Path)
     d["seed"] = args.seed
     d["threads"] = args.threads
     d["device"] = args.device
+    d["time_limit_s"] = args.time_limit
     d["out_dir"] = str(run_dir)
     if args.smoke:
         d["model_kwargs"] = {**d.get("model_kwargs", {}), **SMOKE_MODEL_KWARGS.get(d["model"], {})}
@@ -227,10 +230,16 @@ def row(args: argparse.Namespace, experiment: str, dataset: str, setting: str, m
         params: dict[str, Any], notes: str = "") -> ResultRow:
     """A results row from :func:`train_and_test` output (flip-TTA accuracy and best epoch kept in ``extra``)."""
     extra: dict[str, Any] = {}
+    stopped = ""
     if "flip" in result:
         extra["flip_tta_accuracy"] = result["flip"]["accuracy"]
     if "summary" in result:
-        extra.update(best_epoch=result["summary"]["best_epoch"], epochs_run=result["summary"]["epochs_run"])
+        summary = result["summary"]
+        extra.update(best_epoch=summary["best_epoch"], epochs_run=summary["epochs_run"])
+        planned = params.get("epochs")
+        if planned and summary["epochs_run"] < planned:
+            why = f" ({summary['stopped']})" if summary.get("stopped") else ""
+            stopped = f"stopped after {summary['epochs_run']} of {planned} epochs{why}"
     reduced = ""
     if args.limit or args.eval_limit:
         extra.update(limit=args.limit, eval_limit=args.eval_limit)
@@ -239,7 +248,8 @@ def row(args: argparse.Namespace, experiment: str, dataset: str, setting: str, m
                         f"at most {args.eval_limit} evaluation faces per class" if args.eval_limit else "") if t)
     return ResultRow.from_metrics(experiment, dataset, setting, model, result["metrics"], params=params,
                                   train_time_s=result.get("train_s"), command=current_command(),
-                                  notes="; ".join(t for t in ("smoke run" if args.smoke else "", reduced, notes) if t),
+                                  notes="; ".join(t for t in ("smoke run" if args.smoke else "", reduced, stopped,
+                                                              notes) if t),
                                   extra=extra)
 
 

@@ -13,6 +13,8 @@ Examples::
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import common
 
 from emoscope.plots import plot_curves
@@ -43,20 +45,26 @@ def main() -> None:
         rows.append(common.row(args, "optimizer study", "fer2013", "7-class, Training / PublicTest / PrivateTest",
                                args.model, result, {"optimizer": name, **common.recipe_params(cfg)}))
         common.save_rows(args, rows[-1:])
-    fig = plot_curves(histories, args.figures / "optimizers.png", title=f"{args.model}: optimizers (FER-2013)")
-    lines = [f"Command: `{common.current_command()}`" + (f" (reduced run: {args.limit} training faces per class)"
-                                                          if args.limit else ""), "",
-             "| optimizer | lr | best epoch | final train loss | final val loss | best val acc | test acc |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    note = f" (reduced run: {args.limit} training faces per class)" if args.limit else ""
+    report(histories, rows, args.figures, args.model, common.current_command() + note)
+
+
+def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: str, command: str) -> Path:
+    """``optimizers.png`` (curves of every run) and ``optimizers.md`` (final table) in ``figures``."""
+    fig = plot_curves(histories, figures / "optimizers.png", title=f"{model}: optimizers (FER-2013)")
+    lines = [f"Command: `{command}`", "",
+             "| optimizer | lr | best epoch | epochs run | final train loss | final val loss | best val acc "
+             "| test acc |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (name, hist), r in zip(histories.items(), rows, strict=True):
         best = max(hist, key=lambda h: h.get("val_acc", 0.0))
-        lines.append(f"| {name} | {OPTIMIZERS[name]['lr']:g} | {best['epoch']} | {hist[-1]['train_loss']:.4f} | "
-                     f"{hist[-1].get('val_loss', float('nan')):.4f} | {best.get('val_acc', float('nan')):.4f} | "
-                     f"{r.accuracy:.4f} |")
-    (args.figures / "optimizers.md").write_text("\n".join(lines) + "\n")
+        lines.append(f"| {name} | {OPTIMIZERS[name]['lr']:g} | {best['epoch']} | {len(hist)} | "
+                     f"{hist[-1]['train_loss']:.4f} | {hist[-1].get('val_loss', float('nan')):.4f} | "
+                     f"{best.get('val_acc', float('nan')):.4f} | {r.accuracy:.4f} |")
+    (figures / "optimizers.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"figure: {fig}")
-
+    return fig
 
 if __name__ == "__main__":
     main()

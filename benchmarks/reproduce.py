@@ -106,10 +106,8 @@ def main() -> None:
             if result is None:  # --train-only
                 continue
             own = RECIPES[name]["epochs"]
-            done = result["summary"]["epochs_run"]
             note = "; ".join(t for t in (
                 f"{cfg.epochs} of the recipe's {own} epochs" if cfg.epochs != own and not args.smoke else "",
-                f"stopped after {done} of {cfg.epochs} epochs" if done < cfg.epochs else "",
                 args.note or "") if t)
             rows.append(common.row(args, f"reproduce: {exp}", dataset, setting, name, result,
                                    common.recipe_params(cfg), notes=note))

@@ -103,3 +103,53 @@ def test_score_only_scores_a_candidate_and_installs_nothing(flagship, tmp_path, 
     assert row.experiment == "flagship candidates" and row.accuracy == scores["PrivateTest"]["none"]["accuracy"]
     assert row.command.endswith("--score-only") and "emoscope train" in row.command
     assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == shipped_before
+
+
+def test_xz_pack_with_privatetest_round_trips(gpu_flagship, tmp_path, monkeypatch):
+    from emoscope.datasets import load_dataset
+
+    monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
+    fer_like_folder(tmp_path / "fer")
+    packed = tmp_path / "all.npz.xz"
+    assert gpu_flagship.main(["pack", "--data", str(tmp_path / "fer"), "--out", str(packed),
+                              "--splits", "training,publictest,privatetest"]) == 0
+    digests = gpu_flagship.unpack(packed, tmp_path / "back")
+    back = load_dataset(tmp_path / "back", progress=False)
+    assert set(back.split_names) == {"Training", "PublicTest", "PrivateTest"}
+    assert all(gpu_flagship.images_digest(back.split(s).images) == d for s, d in digests.items())
+
+
+def test_gpu_reproduce_jobs_and_merge(tmp_path):
+    import tarfile
+
+    from emoscope.results import ResultRow, ResultsStore, record
+
+    gr = load_benchmark("gpu_reproduce")
+    jobs = gr.jobs()
+    assert len(jobs) == 19 and jobs["fer6_keras_arch6"][:3] == ["reproduce.py", "--experiment", "fer6"]
+    assert all(argv[argv.index("--epochs") + 1] == "2" for argv in gr.jobs(2).values())
+
+    runs = tmp_path / "runs"
+    per_class = {"happy": 0.5, "sad": 0.5}
+    for name, params in (("opt_adam", {"optimizer": "adam", "lr": 0.001}),
+                         ("opt_rmsprop", {"optimizer": "rmsprop", "lr": 0.0001}),
+                         ("fer7_keras_4conv", {"optimizer": "adam"})):
+        r = ResultRow("study", "fer2013", "7-class", "pytorch_4conv", 0.6, 0.5, params=params, per_class_f1=per_class,
+                      command=f"python x.py {name}")
+        record([r], runs / "results" / f"{name}.json", None)
+        hist = runs / name / "run" / "history.json"
+        hist.parent.mkdir(parents=True)
+        hist.write_text(json.dumps([{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "train_acc": 0.1 * e,
+                                     "val_acc": 0.1 * e} for e in (1, 2)]))
+    with tarfile.open(tmp_path / "runs.tar.gz", "w:gz") as tar:
+        tar.add(runs, arcname="runs")
+    store, figures = tmp_path / "results.json", tmp_path / "figures"
+    assert gr.main(["merge", "--tar", str(tmp_path / "runs.tar.gz"), "--dest", str(tmp_path / "back"),
+                    "--exclude", "fer7_", "--note", "on a GPU", "--results", str(store),
+                    "--figures", str(figures)]) == 0
+    rows = ResultsStore(store).rows
+    assert sorted(r.command for r in rows) == ["python x.py opt_adam", "python x.py opt_rmsprop"]
+    assert all(r.notes == "on a GPU" for r in rows)
+    assert (figures / "optimizers.png").read_bytes()[:4] == b"\x89PNG"
+    table = (figures / "optimizers.md").read_text()
+    assert "| adam | 0.001 | 2 | 2 |" in table and "| rmsprop | 0.0001 | 2 | 2 |" in table

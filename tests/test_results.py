@@ -31,6 +31,15 @@ def test_upsert_replaces_same_key(tmp_path):
     assert all(r.date.endswith("UTC") for r in st.rows)
 
 
+def test_upsert_keeps_hand_added_notes_unless_the_new_row_has_its_own(tmp_path):
+    st = ResultsStore(tmp_path / "r.json")
+    st.upsert(row(notes="trained on a shared GPU"))
+    st.upsert(row(acc=0.7))  # a re-recorded row with no notes
+    assert st.rows[0].notes == "trained on a shared GPU" and st.rows[0].accuracy == 0.7
+    st.upsert(row(acc=0.8, notes="re-run"))
+    assert st.rows[0].notes == "re-run"
+
+
 def test_save_and_reload_round_trip(tmp_path):
     path = tmp_path / "sub" / "r.json"
     st = ResultsStore(path)

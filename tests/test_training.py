@@ -86,6 +86,14 @@ def test_early_stopping_and_init_weights(tmp_path):
     assert torch.equal(a["body.0.0.weight"], b["body.0.0.weight"])
 
 
+def test_time_limit_stops_before_an_epoch_that_would_pass_it(tmp_path):
+    faces = toy_faces(6)
+    summary = train(tiny_cfg(tmp_path, epochs=50, time_limit_s=1e-6), faces, faces, progress=False)
+    assert summary["epochs_run"] == 1 and summary["stopped"] == "time limit"
+    summary = train(tiny_cfg(tmp_path / "free", epochs=2, time_limit_s=3600), faces, faces, progress=False)
+    assert summary["epochs_run"] == 2 and summary["stopped"] is None
+
+
 def test_distillation_loss_is_zero_only_when_student_matches_teacher():
     t = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
     assert float(distillation_loss(t.clone(), t, 3.0)) == pytest.approx(0.0, abs=1e-6)

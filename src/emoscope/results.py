@@ -88,11 +88,15 @@ class ResultsStore:
             self.rows = [ResultRow.from_dict(d) for d in data]
 
     def upsert(self, row: ResultRow) -> bool:
-        """Add ``row``, replacing a row with the same key; returns True when one was replaced."""
+        """Add ``row``, replacing a row with the same key; returns True when one was replaced.
+
+        A replacing row without notes keeps the stored row's notes (they may have been added by hand).
+        """
         if not row.date:
             row.date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         for i, old in enumerate(self.rows):
             if old.key() == row.key():
+                row.notes = row.notes or old.notes
                 self.rows[i] = row
                 return True
         self.rows.append(row)

@@ -56,6 +56,7 @@ class TrainConfig:
     aug: AugmentConfig = field(default_factory=AugmentConfig)
     train_crop: int | None = None  # train on random crops of this size (None: full input size)
     early_stopping: int = 0  # stop after this many epochs without val improvement (0: never)
+    time_limit_s: float = 0.0  # stop before an epoch that would end past this many seconds of training (0: never)
     init_weights: str | None = None  # start from this checkpoint's weights (fine-tuning; head reset if shapes differ)
     teacher: str | None = None  # knowledge distillation: a trained checkpoint whose soft labels the model learns too
     distill_alpha: float = 0.7  # weight of the distillation term (1 - alpha goes to the hard-label loss)
@@ -241,6 +242,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     labels = torch.from_numpy(train_set.labels).to(device)
     t_start = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
+    stopped = None  # why the run ended before cfg.epochs: 'early stopping' or 'time limit'
     last_plot = 0.0  # curves.png is redrawn at most every 30 s and once at the end: a plot costs ~0.3 s
     for epoch in range(start_epoch, end_epoch):
         # Each epoch has its own generator, so a resumed run sees exactly the same batches.
@@ -330,11 +332,18 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             tqdm.write(shown + (" *" if improved else ""))
         if cfg.early_stopping and epoch + 1 - best_epoch >= cfg.early_stopping:
             tqdm.write(f"early stopping: no improvement for {cfg.early_stopping} epochs")
+            stopped = "early stopping"
+            break
+        # The last epoch's duration predicts the next one's: stop rather than overrun the limit.
+        epoch_s = row["elapsed_s"] - (history[-2]["elapsed_s"] if len(history) > 1 else 0.0)
+        if cfg.time_limit_s and epoch + 1 < end_epoch and row["elapsed_s"] + epoch_s > cfg.time_limit_s:
+            tqdm.write(f"time limit: {row['elapsed_s']:.0f} s spent, another epoch would pass {cfg.time_limit_s:g} s")
+            stopped = "time limit"
             break
     if history:
         write_history(history, out)  # the final curves.png
     return {"best_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
-            "elapsed_s": history[-1]["elapsed_s"] if history else 0.0, "out_dir": str(out)}
+            "elapsed_s": history[-1]["elapsed_s"] if history else 0.0, "out_dir": str(out), "stopped": stopped}
 
 
 def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -21,6 +21,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         val = getattr(args, key, None)
         if val is not None:
             cfg_dict[key] = val
+    if args.time_limit is not None:
+        cfg_dict["time_limit_s"] = args.time_limit * 60
     for kv in args.set or []:
         k, _, v = kv.partition("=")
         cfg_dict[k] = json.loads(v) if v[:1] in "[{0123456789-tfn\"" else v
@@ -58,6 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--mixup-alpha", type=float, dest="mixup_alpha")
     t.add_argument("--early-stopping", type=int, dest="early_stopping")
     t.add_argument("--train-crop", type=int, dest="train_crop")
+    t.add_argument("--time-limit", type=float, dest="time_limit", metavar="MINUTES",
+                   help="stop before an epoch that would end after this many minutes of training")
     t.add_argument("--threads", type=int)
     t.add_argument("--device", help="auto (default: a CUDA GPU when PyTorch sees one), cpu, cuda or cuda:N")
     t.add_argument("--seed", type=int)
