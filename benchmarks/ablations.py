@@ -79,5 +79,6 @@ def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: s
     print(f"figure: {fig}")
     return fig
 
+
 if __name__ == "__main__":
     main()
