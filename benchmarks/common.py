@@ -62,6 +62,8 @@ def base_parser(description: str, epochs: int) -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/benchmarks/<script>)")
     p.add_argument("--results", default=str(REPO / DEFAULT_STORE),
                    help="results store; RESULTS.md is written beside it")
+    p.add_argument("--figures", default=str(REPO / "benchmarks" / "figures"),
+                   help="folder for the figures and tables a person reads")
     p.add_argument("--no-progress", action="store_true", dest="no_progress", help="no per-batch progress bars")
     p.add_argument("--smoke", action="store_true",
                    help="seconds-long end-to-end check on a tiny FER-2013 copy; results go to the run folder")
@@ -84,7 +86,7 @@ def finish_args(args: argparse.Namespace, script: str) -> argparse.Namespace:
         args.no_progress = True
     args.out.mkdir(parents=True, exist_ok=True)
     # Figures and tables a person reads are committed (benchmarks/figures); checkpoints stay in the run folder.
-    args.figures = args.out if args.smoke else REPO / "benchmarks" / "figures"
+    args.figures = args.out if args.smoke else Path(args.figures)
     args.figures.mkdir(parents=True, exist_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -74,14 +74,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     procs = {}
-    for name, (script, *rest) in jobs(args.epochs).items():
+    chosen = {n: argv for n, argv in jobs(args.epochs).items() if not args.only or n.startswith(tuple(args.only))}
+    for name, (script, *rest) in chosen.items():
         cmd = [sys.executable, str(HERE / script), *rest, "--fer", str(folder), "--device", args.device,
-               "--threads", "1", "--no-progress", "--time-limit", str(args.time_limit),
-               "--out", str(runs / name), "--results", str(runs / "results" / f"{name}.json"), *args.extra.split()]
+               "--threads", str(args.threads), "--no-progress", "--time-limit", str(args.time_limit),
+               "--out", str(runs / name), "--results", str(runs / "results" / f"{name}.json"),
+               "--figures", str(runs / name / "figures"), *args.extra.split()]
         with open(runs / f"{name}.log", "w") as log:
             procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
                                            start_new_session=True)
     deadline = time.time() + args.time_limit + args.grace_s
+    if args.budget_s:  # the whole command's limit: stop the runs in time to pack what they wrote
+        deadline = min(deadline, t0 + args.budget_s - 15)
     while any(p.poll() is None for p in procs.values()) and time.time() < deadline:
         time.sleep(2)
     for name, p in procs.items():
@@ -151,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device", default="cuda")
     r.add_argument("--time-limit", type=float, default=330, dest="time_limit", help="training seconds per run")
     r.add_argument("--grace-s", type=float, default=150, dest="grace_s", help="for loading and testing")
+    r.add_argument("--budget-s", type=float, default=0, dest="budget_s",
+                   help="wall seconds for this whole command (unpacking included; give the device call's timeout): "
+                        "runs still going 15 s before it are stopped so that runs.tar.gz is still written")
     r.add_argument("--epochs", type=int, help="override every run's epochs (smoke checks)")
+    r.add_argument("--only", type=lambda t: t.split(","), default=[], help="comma list of run-name prefixes to run")
+    r.add_argument("--threads", type=int, default=1, help="CPU threads per run (testing runs on the CPU)")
     r.add_argument("--extra", default="", help="more arguments for every script (e.g. '--limit 5')")
     r.set_defaults(func=cmd_run)
     m = sub.add_parser("merge", help="here: rows into the results store, figures redrawn")

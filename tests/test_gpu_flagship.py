@@ -153,3 +153,26 @@ def test_gpu_reproduce_jobs_and_merge(tmp_path):
     assert (figures / "optimizers.png").read_bytes()[:4] == b"\x89PNG"
     table = (figures / "optimizers.md").read_text()
     assert "| adam | 0.001 | 2 | 2 |" in table and "| rmsprop | 0.0001 | 2 | 2 |" in table
+
+
+def test_gpu_reproduce_run_trains_tests_and_packs_the_chosen_runs(gpu_flagship, tmp_path, monkeypatch):
+    import tarfile
+
+    from emoscope.labels import EMOTIONS
+
+    monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
+    fer_like_folder(tmp_path / "fer", tuple(EMOTIONS))
+    packed = tmp_path / "all.npz.xz"
+    gpu_flagship.main(["pack", "--data", str(tmp_path / "fer"), "--out", str(packed),
+                       "--splits", "training,publictest,privatetest"])
+    gr = load_benchmark("gpu_reproduce")
+    out = tmp_path / "out"
+    assert gr.main(["run", "--data", str(packed), "--out", str(out), "--runs", str(tmp_path / "runs"),
+                    "--device", "cpu", "--epochs", "1", "--only", "opt_adam", "--time-limit", "60",
+                    "--budget-s", "300", "--extra", "--batch-size 8"]) == 0
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        names = tar.getnames()
+    assert "runs/results/opt_adam.json" in names and "runs/summary.json" in names
+    assert not any(n.endswith(".pt") for n in names)  # checkpoints stay on the device
+    assert not any("fer7_" in n or "abl_" in n for n in names)  # --only
+    assert "runs/opt_adam/figures/optimizers.png" in names  # not the committed benchmarks/figures
