@@ -99,6 +99,22 @@ def unpack(path: Path, dest: Path) -> dict[str, str]:
     return digests
 
 
+def unpack_and_check(path: Path) -> Path:
+    """Unpack into a temporary folder, read it with emoscope's reader (which fills the cache the runs read) and
+    print, per split, whether the decoded pixels match the packing machine's. Returns the folder."""
+    from emoscope.datasets import load_dataset
+
+    folder = Path(tempfile.mkdtemp(prefix="fer2013_"))
+    expected = unpack(path, folder)
+    fs = load_dataset(folder)
+    for split, digest in expected.items():
+        part = fs.split(split)
+        same = images_digest(part.images) == digest
+        print(f"{split}: {len(part)} faces, pixels {'identical to' if same else 'DIFFER from'} "
+              "the packing machine's decode", flush=True)
+    return folder
+
+
 def read_plan(run: Path) -> dict:
     """``plan.json`` that :func:`cmd_child` wrote into a run folder (device, PyTorch version, epochs), else {}."""
     return json.loads((run / "plan.json").read_text()) if (run / "plan.json").exists() else {}
@@ -112,15 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     deadline = t0 + args.budget_s
     data = Path(args.data)
     if data.suffix in (".npz", ".xz"):
-        folder = Path(tempfile.mkdtemp(prefix="fer2013_"))
-        expected = unpack(data, folder)
-        fs = load_dataset(folder)  # also fills the cache the candidates read
-        for split, digest in expected.items():
-            part = fs.split(split)
-            same = images_digest(part.images) == digest
-            print(f"{split}: {len(part)} faces, pixels {'identical to' if same else 'DIFFER from'} "
-                  "the packing machine's decode", flush=True)
-        data = folder
+        data = unpack_and_check(data)
     else:
         load_dataset(data)
     print(f"data ready in {time.time() - t0:.0f} s", flush=True)

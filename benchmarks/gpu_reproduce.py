@@ -22,13 +22,11 @@ import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
 
 
 def jobs(epochs_override: int | None = None) -> dict[str, list[str]]:
@@ -53,7 +51,7 @@ def jobs(epochs_override: int | None = None) -> dict[str, list[str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gpu_flagship import images_digest, unpack
+    from gpu_flagship import unpack_and_check
 
     from emoscope.datasets import load_dataset
 
@@ -61,14 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     runs, out = Path(args.runs), Path(args.out)
     (runs / "results").mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="fer2013_"))
-    expected = unpack(Path(args.data), folder)
-    fs = load_dataset(folder)  # checks the decode and fills the cache the runs read
-    for split, digest in expected.items():
-        same = images_digest(fs.split(split).images) == digest
-        print(f"{split}: {len(fs.split(split))} faces, pixels {'identical to' if same else 'DIFFER from'} "
-              "the packing machine's decode", flush=True)
-    load_dataset(folder, scheme="fer6")
+    folder = unpack_and_check(Path(args.data))
+    load_dataset(folder, scheme="fer6")  # the fer6 runs' cache too
     print(f"data ready in {time.time() - t0:.0f} s", flush=True)
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
