@@ -2,8 +2,8 @@
 
 Every variant starts from the unregularised baseline (no dropout, no weight decay, no augmentation, no early
 stopping; Adam 1e-3, constant rate) and switches one technique on; ``all`` switches on every one. The best
-PublicTest epoch is scored on PrivateTest. Writes ``ablations.png`` (curves of all variants) and a row per
-variant.
+PublicTest epoch is scored on PrivateTest. Writes ``ablations.png`` (curves of all variants),
+``ablations.md`` (one table) and a row per variant.
 
 Examples::
 
@@ -67,15 +67,21 @@ def main() -> None:
         rows.append(common.row(args, "regularisation ablation", "fer2013",
                                "7-class, Training / PublicTest / PrivateTest", args.model, result, params))
         common.save_rows(args, rows[-1:])
-    report(histories, rows, args.figures, args.model)
+    report(histories, rows, args.figures, args.model, common.current_command())
 
 
-def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: str) -> Path:
-    """``ablations.png``: the curves of every variant, one figure."""
+def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: str, command: str) -> Path:
+    """``ablations.png`` (curves of every variant) and ``ablations.md`` (one table of all variants) in ``figures``."""
     fig = plot_curves(histories, figures / "ablations.png", title=f"{model}: regularisation ablation")
-    for r in rows:
-        print(f"{r.params['variant']:>15}: test accuracy {r.accuracy:.4f}  macro-F1 {r.macro_f1:.4f}  "
-              f"epochs run {r.extra.get('epochs_run')}")
+    lines = [f"Command: `{command}`", "",
+             "| variant | epochs run | planned | best epoch | best val acc | test acc | test macro-F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for (name, hist), r in zip(histories.items(), rows, strict=True):
+        best = max(hist, key=lambda h: h.get("val_acc", 0.0))
+        lines.append(f"| {name} | {len(hist)} | {r.params.get('epochs', '-')} | {best['epoch']} | "
+                     f"{best.get('val_acc', float('nan')):.4f} | {r.accuracy:.4f} | {r.macro_f1:.4f} |")
+    (figures / "ablations.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
     print(f"figure: {fig}")
     return fig
 

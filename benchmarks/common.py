@@ -94,8 +94,14 @@ def finish_args(args: argparse.Namespace, script: str) -> argparse.Namespace:
 
 
 def markdown_path(store: str | Path) -> Path:
-    """RESULTS.md beside the store (benchmarks/RESULTS.md for the default store)."""
-    return Path(store).with_name(DEFAULT_MARKDOWN.name)
+    """The table rendered beside the store: RESULTS.md for a ``results.json``, else ``<store stem>.md``.
+
+    Runs side by side that each keep their own store in one folder (``gpu_reproduce.py``) then each get their
+    own table instead of overwriting one RESULTS.md.
+    """
+    store = Path(store)
+    name = DEFAULT_MARKDOWN.name if store.name == DEFAULT_STORE.name else store.stem + ".md"
+    return store.with_name(name)
 
 
 # ------------------------------------------------------------------------------------------------- data

@@ -115,6 +115,28 @@ def unpack_and_check(path: Path) -> Path:
     return folder
 
 
+def wait_then_stop(procs: dict[str, subprocess.Popen], deadline: float, term_wait_s: float = 10.0) -> list[str]:
+    """Wait until every process has ended or ``deadline`` (epoch seconds) passes, then stop the rest.
+
+    The ones still running get SIGTERM to their process group, all at once, then SIGKILL after ``term_wait_s``
+    in all. Returns the names of the stopped ones.
+    """
+    while any(p.poll() is None for p in procs.values()) and time.time() < deadline:
+        time.sleep(2)
+    stopped = [name for name, p in procs.items() if p.poll() is None]
+    for name in stopped:
+        print(f"{name}: still running at the deadline; stopped", flush=True)
+        os.killpg(procs[name].pid, signal.SIGTERM)
+    until = time.time() + term_wait_s
+    for name in stopped:
+        try:
+            procs[name].wait(max(0.0, until - time.time()))
+        except subprocess.TimeoutExpired:
+            os.killpg(procs[name].pid, signal.SIGKILL)
+            procs[name].wait()
+    return stopped
+
+
 def read_plan(run: Path) -> dict:
     """``plan.json`` that :func:`cmd_child` wrote into a run folder (device, PyTorch version, epochs), else {}."""
     return json.loads((run / "plan.json").read_text()) if (run / "plan.json").exists() else {}
@@ -145,17 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with open(run_dir / "train.log", "w") as log:  # the child keeps its own copy of the file handle
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         children[name] = (proc, run_dir)
-    while any(p.poll() is None for p, _ in children.values()) and time.time() < deadline + args.grace_s:
-        time.sleep(2)
-    for name, (p, _) in children.items():
-        if p.poll() is None:
-            print(f"{name}: still running at the deadline; stopped", flush=True)
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+    wait_then_stop({name: p for name, (p, _) in children.items()}, deadline + args.grace_s)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

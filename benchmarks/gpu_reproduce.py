@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
@@ -51,7 +50,7 @@ def jobs(epochs_override: int | None = None) -> dict[str, list[str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gpu_flagship import unpack_and_check
+    from gpu_flagship import unpack_and_check, wait_then_stop
 
     from emoscope.datasets import load_dataset
 
@@ -78,13 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     deadline = time.time() + args.time_limit + args.grace_s
     if args.budget_s:  # the whole command's limit: stop the runs in time to pack what they wrote
         deadline = min(deadline, t0 + args.budget_s - 15)
-    while any(p.poll() is None for p in procs.values()) and time.time() < deadline:
-        time.sleep(2)
-    for name, p in procs.items():
-        if p.poll() is None:
-            print(f"{name}: still running at the deadline; stopped", flush=True)
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    wait_then_stop(procs, deadline, term_wait_s=5)
     summary = {"wall_s": round(time.time() - t0, 1), "time_limit_s": args.time_limit,
                "returncodes": {n: p.returncode for n, p in procs.items()}}
     (runs / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -99,6 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     import ablations
     import optimizers
+    from common import markdown_path
 
     from emoscope.results import ResultsStore, record
 
@@ -117,7 +111,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
             r.notes = "; ".join(t for t in (r.notes, args.note) if t)
     rows = [r for rs in by_run.values() for r in rs]
     if rows:
-        record(rows, args.results, Path(args.results).with_name("RESULTS.md"))
+        record(rows, args.results, markdown_path(args.results))
     print(f"{len(rows)} row(s) merged into {args.results}")
     figures = Path(args.figures)
     for prefix, module in (("opt_", optimizers), ("abl_", ablations)):
@@ -129,11 +123,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
                 chosen.append(by_run[name][0])
         if not histories:
             continue
-        if prefix == "opt_":
-            command = f"{chosen[0].command} (one run per optimiser; {args.note})"
-            module.report(histories, chosen, figures, chosen[0].model, command)
-        else:
-            module.report(histories, chosen, figures, chosen[0].model)
+        command = f"{chosen[0].command} (one run per {'optimiser' if prefix == 'opt_' else 'variant'}; {args.note})"
+        module.report(histories, chosen, figures, chosen[0].model, command)
     return 0
 
 

@@ -83,6 +83,61 @@ def test_counts_faces_in_a_tiled_picture(name, bgr, blaze, haar):
         assert any(abs(_centre(d.box)[0] - ex) < 30 and abs(_centre(d.box)[1] - ey) < 30 for d in found)
 
 
+def _group_photo(bgr: np.ndarray, width: int, height: int, face_px: int) -> tuple[np.ndarray, list]:
+    """Eight copies of the astronaut's face, ``face_px`` wide, on a blurred-noise ``width`` x ``height`` picture."""
+    x, y, w, h = 174, 70, 105, 105  # her face box in the 512 x 512 photo
+    m = int(0.6 * w)
+    face = bgr[y - m : y + h + m, x - m : x + w + m]
+    side = int(face_px * face.shape[0] / h)
+    face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    noise = np.random.default_rng(0).integers(60, 200, (height, width, 3), dtype=np.uint8)
+    canvas = cv2.GaussianBlur(noise, (31, 31), 10)
+    centres = []
+    for gy in range(2):
+        for gx in range(4):
+            cx, cy = int((gx + 0.5) * width / 4), int((gy + 0.5) * height / 2)
+            canvas[cy - side // 2 : cy - side // 2 + side, cx - side // 2 : cx - side // 2 + side] = face
+            centres.append((cx, cy))
+    return canvas, centres
+
+
+@pytest.mark.parametrize(("width", "height", "face_px"), [(1920, 1080, 60), (1280, 720, 40), (3000, 2000, 90)])
+def test_tiles_find_small_faces_in_a_big_picture(bgr, blaze, width, height, face_px):
+    photo, centres = _group_photo(bgr, width, height, face_px)
+    assert BlazeFaceDetector(tile_side=None).detect(photo) == []  # the whole picture alone misses them all
+    found = blaze.detect(photo)
+    assert len(found) == 8
+    for cx, cy in centres:
+        assert any(abs(_centre(d.box)[0] - cx) < face_px / 3 and abs(_centre(d.box)[1] - cy) < face_px / 3
+                   for d in found)
+    assert all(0.5 * face_px < d.box[2] < 1.5 * face_px for d in found)
+
+
+def test_tile_layout_covers_the_picture(blaze):
+    assert blaze.tiles(640, 480) == [] and blaze.tiles(768, 768) == []  # webcam frames are not tiled
+    tiles = blaze.tiles(1920, 1080)
+    assert len(tiles) == 15 and {side for *_, side in tiles} == {512}
+    covered = np.zeros((1080, 1920), bool)
+    for x0, y0, side in tiles:
+        assert x0 >= 0 and x0 + side <= 1920 and y0 >= 0 and y0 + side <= 1080
+        covered[y0 : y0 + side, x0 : x0 + side] = True
+    assert covered.all()
+    assert {side for *_, side in blaze.tiles(4000, 3000)} == {512, 1024}  # a coarser level for mid-size faces
+    with pytest.raises(ValueError, match="tile_side"):
+        BlazeFaceDetector(tile_side=10)
+
+
+def test_tiles_add_no_false_faces(bgr, blaze):
+    """Tile-only candidates must be found again in a zoomed crop: an enlarged star field and the enlarged
+    astronaut photo give no face beyond the whole-picture pass's."""
+    stars = np.ascontiguousarray(data.hubble_deep_field()[..., ::-1])
+    stars = cv2.resize(stars, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    assert blaze.tiles(stars.shape[1], stars.shape[0])  # tiled
+    assert blaze.detect(stars) == []
+    big = cv2.resize(bgr, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    assert len(blaze.detect(big)) == 1
+
+
 def test_blazeface_batch_and_opencv_runtime_agree(bgr, blaze):
     shifted = np.roll(bgr, (40, -60), axis=(0, 1))
     batch = blaze.detect_many([bgr, shifted, np.zeros((100, 80, 3), np.uint8)])
@@ -117,6 +172,8 @@ def test_close_up_and_single_networks(bgr, blaze):
 def test_get_detector():
     assert get_detector("auto").name == "blazeface"
     assert get_detector("blazeface-full").name == "blazeface-full"
+    fast = get_detector("blazeface-fast")
+    assert fast.name == "blazeface-fast" and fast.tile_side is None
     assert get_detector("blazeface-short").name == "blazeface-short"
     assert get_detector("haar").name == "haar"
     with pytest.raises(ValueError, match="unknown face detector"):

@@ -133,6 +133,8 @@ def test_gpu_reproduce_jobs_and_merge(tmp_path):
     per_class = {"happy": 0.5, "sad": 0.5}
     for name, params in (("opt_adam", {"optimizer": "adam", "lr": 0.001}),
                          ("opt_rmsprop", {"optimizer": "rmsprop", "lr": 0.0001}),
+                         ("abl_none", {"variant": "none", "epochs": 2}),
+                         ("abl_dropout", {"variant": "dropout", "epochs": 2}),
                          ("fer7_keras_4conv", {"optimizer": "adam"})):
         r = ResultRow("study", "fer2013", "7-class", "pytorch_4conv", 0.6, 0.5, params=params, per_class_f1=per_class,
                       command=f"python x.py {name}")
@@ -148,11 +150,16 @@ def test_gpu_reproduce_jobs_and_merge(tmp_path):
                     "--exclude", "fer7_", "--note", "on a GPU", "--results", str(store),
                     "--figures", str(figures)]) == 0
     rows = ResultsStore(store).rows
-    assert sorted(r.command for r in rows) == ["python x.py opt_adam", "python x.py opt_rmsprop"]
+    assert sorted(r.command for r in rows) == ["python x.py abl_dropout", "python x.py abl_none",
+                                               "python x.py opt_adam", "python x.py opt_rmsprop"]
     assert all(r.notes == "on a GPU" for r in rows)
     assert (figures / "optimizers.png").read_bytes()[:4] == b"\x89PNG"
     table = (figures / "optimizers.md").read_text()
     assert "| adam | 0.001 | 2 | 2 |" in table and "| rmsprop | 0.0001 | 2 | 2 |" in table
+    assert (figures / "ablations.png").read_bytes()[:4] == b"\x89PNG"
+    table = (figures / "ablations.md").read_text()
+    assert "one run per variant; on a GPU" in table
+    assert "| dropout | 2 | 2 | 2 | 0.2000 | 0.6000 | 0.5000 |" in table and "| none | 2 | 2 |" in table
 
 
 def test_gpu_reproduce_run_trains_tests_and_packs_the_chosen_runs(gpu_flagship, tmp_path, monkeypatch):
@@ -176,3 +183,20 @@ def test_gpu_reproduce_run_trains_tests_and_packs_the_chosen_runs(gpu_flagship, 
     assert not any(n.endswith(".pt") for n in names)  # checkpoints stay on the device
     assert not any("fer7_" in n or "abl_" in n for n in names)  # --only
     assert "runs/opt_adam/figures/optimizers.png" in names  # not the committed benchmarks/figures
+    assert "runs/results/opt_adam.md" in names and "runs/results/RESULTS.md" not in names  # a table per run
+
+
+def test_wait_then_stop_terms_then_kills_what_outlives_the_deadline(gpu_flagship):
+    import subprocess
+    import time
+
+    def start(code: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+    procs = {"quick": start("pass"), "slow": start("import time; time.sleep(60)"),
+             "stubborn": start("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)")}
+    t0 = time.time()
+    stopped = gpu_flagship.wait_then_stop(procs, deadline=time.time() + 3, term_wait_s=2)
+    assert sorted(stopped) == ["slow", "stubborn"] and time.time() - t0 < 20
+    assert procs["quick"].returncode == 0
+    assert procs["slow"].returncode == -15 and procs["stubborn"].returncode == -9

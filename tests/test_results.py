@@ -93,6 +93,26 @@ def test_record_writes_store_and_markdown(tmp_path):
     assert "| x |" not in md.read_text()
 
 
+def _record_many(store: str, prefix: str, n: int) -> None:
+    for i in range(n):
+        record(row(model=f"{prefix}{i}"), store, None)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the store lock is POSIX-only")
+def test_record_from_processes_side_by_side_keeps_every_row(tmp_path):
+    import multiprocessing as mp
+
+    store = str(tmp_path / "results.json")
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_record_many, args=(store, f"p{k}_", 25)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert len(ResultsStore(store).rows) == 100
+
+
 def test_current_command(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["benchmarks/reproduce.py", "--epochs", "3", "--name", "a b"])
     assert current_command() == "python benchmarks/reproduce.py --epochs 3 --name 'a b'"

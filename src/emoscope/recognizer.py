@@ -149,8 +149,8 @@ class Recognizer:
     """Detect faces, crop and align them, and classify their emotion (see the module doc).
 
     ``weights``: a .pt checkpoint or an exported .onnx (default: the shipped model).
-    ``detector``: ``"auto"``, ``"blazeface"``, ``"blazeface-short"``, ``"haar"``, a :class:`FaceDetector`, or
-    ``None`` to treat the whole picture as one face crop (centre square).
+    ``detector``: ``"auto"``, ``"blazeface"``, ``"blazeface-fast"`` (no tiles), ``"blazeface-short"``, ``"haar"``,
+    a :class:`FaceDetector`, or ``None`` to treat the whole picture as one face crop (centre square).
     ``margin``: crop margin around the face box (fraction of its side); default depends on the detector.
     ``tta``: ``none``, ``flip`` or ``crops`` (see :mod:`emoscope.evaluation`).
     """

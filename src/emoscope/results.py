@@ -11,7 +11,8 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,14 +179,37 @@ def _duration(seconds: float) -> str:
 
 def record(rows: ResultRow | Iterable[ResultRow], store: str | Path = DEFAULT_STORE,
            markdown: str | Path | None = DEFAULT_MARKDOWN) -> Path:
-    """Upsert ``rows`` into ``store``, save it and re-render ``markdown`` (None: skip). Returns the store path."""
-    st = ResultsStore(store)
-    for r in [rows] if isinstance(rows, ResultRow) else rows:
-        st.upsert(r)
-    st.save()
-    if markdown is not None:
-        st.write_markdown(markdown)
+    """Upsert ``rows`` into ``store``, save it and re-render ``markdown`` (None: skip). Returns the store path.
+
+    The read-upsert-write runs under an exclusive lock on ``<store>.lock``, so benchmark scripts running side by
+    side (one per core, or one per GPU run) cannot drop each other's rows.
+    """
+    rows = [rows] if isinstance(rows, ResultRow) else list(rows)
+    with _locked(Path(store)):
+        st = ResultsStore(store)
+        for r in rows:
+            st.upsert(r)
+        st.save()
+        if markdown is not None:
+            st.write_markdown(markdown)
     return st.path
+
+
+@contextmanager
+def _locked(store: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock beside ``store`` (POSIX); without ``fcntl`` (Windows) run unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_name(store.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 __all__ = ["DEFAULT_MARKDOWN", "DEFAULT_STORE", "ResultRow", "ResultsStore", "current_command", "record",

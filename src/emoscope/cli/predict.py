@@ -203,7 +203,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="print CSV rows (one per face) instead of a table")
     p.add_argument("--annotate", metavar="OUTDIR", help="write each picture with boxes, labels and bars here")
     p.add_argument("--no-detect", action="store_true", help="pictures are face crops already: classify them whole")
-    p.add_argument("--detector", default="auto", help="auto (default), blazeface, blazeface-short or haar")
+    p.add_argument("--detector", default="auto",
+                   help="auto (default; big pictures are also searched in tiles for small faces), "
+                        "blazeface-fast (no tiles), blazeface-short or haar")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
     p.add_argument("--weights",
                    help="a .pt checkpoint, an exported .onnx, or a shipped model: default, fast (default: default)")

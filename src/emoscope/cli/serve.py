@@ -104,7 +104,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                    help="allow API calls from this web origin (repeatable; default: none)")  # fmt: skip
     p.add_argument("--weights", help="model weights (.pt, .onnx, or a shipped model: default, fast; default: default)")
-    p.add_argument("--detector", default="auto", help="face detector: auto, blazeface, blazeface-short, haar")
+    p.add_argument("--detector", default="auto", help="face detector: auto, blazeface, blazeface-fast (no tiles), "
+                   "blazeface-short, haar")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
     p.add_argument("--ssl-certfile", help="serve https with this certificate (needed for cameras beyond localhost)")
     p.add_argument("--ssl-keyfile")
