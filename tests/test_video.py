@@ -19,6 +19,7 @@ from emoscope.video import (
     FaceTracker,
     Frame,
     TrackedFace,
+    VideoOut,
     VideoSourceError,
     analyze,
     open_source,
@@ -235,6 +236,26 @@ def test_capture_when_all_faces_hold(tmp_path):
     anyf = CaptureTrigger("happy", tmp_path / "cap2", hold=2, all_faces=False)
     got = [anyf.update(Frame(i, 0, img), [_tracked(1, "happy"), _tracked(2, "sad")]) for i in range(3)]
     assert got[0] is None and got[1] is not None and got[2] is None
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".avi", ".mkv"])
+def test_video_out_codec_follows_the_suffix(suffix, tmp_path):
+    out = VideoOut(tmp_path / f"o{suffix}", FPS)
+    for frame in _frames(4):
+        out.write(frame)
+    out.close()
+    cap = cv2.VideoCapture(str(out.path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 4 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 480
+    if suffix == ".webm":  # VP8, which browsers play (the .mp4 writer's MPEG-4 Part 2 they do not)
+        assert out.path.read_bytes()[:4] == b"\x1a\x45\xdf\xa3"  # EBML (Matroska/WebM) header
+
+
+def test_video_out_refuses_an_unknown_suffix_before_any_work(tmp_path):
+    with pytest.raises(VideoSourceError, match=r"\.webm plays in web browsers"):
+        VideoOut(tmp_path / "o.gif", FPS)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

@@ -537,22 +537,31 @@ class CsvLog:
         self._f.close()
 
 
+#: Codec per output suffix. OpenCV's pip wheels have no H.264 encoder, so .mp4 gets MPEG-4 Part 2 (plays in
+#: VLC and most players, but not in web browsers); .webm gets VP8, which every browser plays.
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG", ".webm": "VP80"}
+
+
 class VideoOut:
-    """Annotated video writer, opened on the first frame (size known then). mp4/mov/m4v: mp4v; avi: MJPG."""
+    """Annotated video writer, opened on the first frame (size known then); the codec follows the suffix
+    (``VIDEO_CODECS``): write ``.webm`` for a video a web page can show."""
 
     def __init__(self, path: str | Path, fps: float) -> None:
         self.path, self.fps = Path(path), fps
+        if self.path.suffix.lower() not in VIDEO_CODECS:
+            raise VideoSourceError(f"{self.path}: cannot write a {self.path.suffix or 'suffix-less'} video; name it "
+                                   f"{', '.join(VIDEO_CODECS)} (.webm plays in web browsers)")
         self._w: cv2.VideoWriter | None = None
         self.frames = 0
 
     def write(self, img: np.ndarray) -> None:
         if self._w is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            four = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+            four = VIDEO_CODECS[self.path.suffix.lower()]
             h, w = img.shape[:2]
             self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*four), self.fps, (w, h))
             if not self._w.isOpened():
-                raise VideoSourceError(f"{self.path}: cannot write video here (use .mp4 or .avi)")
+                raise VideoSourceError(f"{self.path}: OpenCV cannot write {four} video here (try .mp4 or .avi)")
         self._w.write(img)
         self.frames += 1
 

@@ -82,7 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video", help="emotions over time in a video, webcam, stream or folder of frames",
                        description="Track faces through a video and recognise their emotions, smoothed per face.")
     p.add_argument("source", help="video file, webcam index (0), stream URL (rtsp://, http://) or folder of frames")
-    p.add_argument("--out", help="write the annotated video here (.mp4 or .avi)")
+    p.add_argument("--out", help="write the annotated video here (.mp4, .avi, .mkv, .mov, or .webm to show it in a "
+                                 "web browser)")
     p.add_argument("--csv", help="write one row per face per analysed frame (time, frame, track, box, raw and "
                                  "smoothed probabilities)")
     p.add_argument("--timeline", metavar="PNG", help="write a timeline of each face's emotion")
