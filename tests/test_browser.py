@@ -242,6 +242,27 @@ def test_token_dialog_and_websocket_token_in_chromium(server, browser):
         assert st.count() >= 1
 
 
+def test_api_docs_render_offline_in_chromium(server, browser):
+    """/api/docs draws the API's operations with every request outside this server refused (no CDN)."""
+    url, _, _ = server
+    page = browser.new_page()
+    outside: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(url + "/api/docs")
+    page.locator(".opblock").first.wait_for(timeout=30_000)
+    assert page.locator(".opblock").count() >= 5
+    assert "/api/v1/analyze" in page.content()
+    assert outside == []
+
+
 def test_y4m_writer(tmp_path):
     p = write_y4m(tmp_path / "x.y4m", frames=2, width=64, height=48)
     raw = p.read_bytes()

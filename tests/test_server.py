@@ -127,6 +127,16 @@ def test_openapi_documents_the_api(client):
     assert {"413", "415", "422"} <= set(spec["paths"]["/api/v1/analyze"]["post"]["responses"])
 
 
+def test_api_docs_page_loads_swagger_ui_from_this_server(client):
+    """The docs page must work offline: its script and styles come from this server, not a CDN."""
+    r = client.get("/api/docs")
+    assert r.status_code == 200 and "/api/v1/openapi.json" in r.text
+    assert "cdn.jsdelivr.net" not in r.text and "/docs-assets/swagger-ui-bundle.js" in r.text
+    js = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200
+
+
 def test_page_and_static_files(client):
     r = client.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]

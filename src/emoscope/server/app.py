@@ -23,7 +23,8 @@ import anyio
 import numpy as np
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -296,7 +297,7 @@ def create_app(
         ),
         lifespan=lifespan,
         openapi_url=f"{API}/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below, from local files when swagger-ui-bundle is installed
         redoc_url=None,
     )
     app.state.settings = s
@@ -689,6 +690,22 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    # ---------------------------------------------------------------- API docs
+    # FastAPI's docs page loads Swagger UI from a CDN, so offline it stays blank; the fastapi-offline
+    # package (in the web extra) ships the same files, served here.
+    swagger_dir = _swagger_ui_dir()
+    if swagger_dir is not None:
+        app.mount("/docs-assets", StaticFiles(directory=swagger_dir), name="docs-assets")
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        if swagger_dir is None:
+            return get_swagger_ui_html(openapi_url=f"{API}/openapi.json", title="emoscope API")
+        return get_swagger_ui_html(openapi_url=f"{API}/openapi.json", title="emoscope API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon.png")
+
     app.add_middleware(
         Guard,
         token=s.token,
@@ -707,6 +724,20 @@ def create_app(
             max_age=600,
         )
     return app
+
+
+def _swagger_ui_dir() -> Path | None:
+    """Swagger UI 5's files as the ``fastapi-offline`` package ships them, or None when it is not installed.
+
+    Only its ``static`` folder is used (found without importing the package). swagger-ui-bundle was tried
+    first: its Swagger UI 4 refuses FastAPI's OpenAPI 3.1 schema."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "static"
+    return path if (path / "swagger-ui-bundle.js").is_file() else None
 
 
 def generate_token() -> str:
