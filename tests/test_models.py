@@ -89,6 +89,27 @@ def test_checkpoint_round_trip(name: str, tmp_path: Path) -> None:
         assert torch.equal(model(x), loaded(x))
 
 
+def test_load_model_flushes_subnormal_weights(tmp_path: Path) -> None:
+    """Weight decay leaves weights like 1e-40, which make fp32 CPU inference ~15x slower; loading zeroes them."""
+    model = create_model("keras_arch4", num_classes=6).eval()
+    with torch.no_grad():
+        w = model.state_dict()
+        conv = next(k for k, v in w.items() if v.dim() == 4)
+        w[conv].view(-1)[::2] = 1e-40  # subnormal in fp32
+    path = tmp_path / "arch4.pt"
+    atomic_save({**model_meta("keras_arch4", EMOTIONS[:6]), "model": model.state_dict()}, path)
+    loaded, _ = load_model(path)
+    got, kept = loaded.state_dict(), model.state_dict()
+    assert (got[conv].view(-1)[::2] == 0).all()
+    assert torch.equal(got[conv].view(-1)[1::2], kept[conv].view(-1)[1::2])
+    for k in kept:
+        if k != conv:
+            assert torch.equal(got[k], kept[k]), k
+    x = torch.rand(4, 1, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_export_has_no_python_control_flow(name: str) -> None:
     model = create_model(name, num_classes=7, **_slim(name)).eval()

@@ -33,6 +33,22 @@ def half_precision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def flush_subnormals(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Set subnormal floats (below ``finfo.tiny``, ~1.2e-38 in fp32) to zero.
+
+    Weight decay drives many weights towards zero without reaching it: 39 % of keras_arch4's weights after 30
+    epochs with L2 0.002. The CPU computes with such numbers 10-100x slower, and fp32 inference (evaluation,
+    the recognizer, ONNX export) took 15 s instead of 1 s per batch of 256 faces on one core. Their value is
+    nothing next to the others', so predictions do not change. Training checkpoints keep them (exact resume).
+    """
+    out = {}
+    for k, v in state.items():
+        if v.is_floating_point():
+            v = torch.where(v.abs() < torch.finfo(v.dtype).tiny, torch.zeros((), dtype=v.dtype), v)
+        out[k] = v
+    return out
+
+
 def atomic_save(obj: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` to a temp file then rename, so a crash never leaves a half-written file."""
     path = Path(path)
@@ -64,7 +80,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         if isinstance(v, list):
             kwargs[k] = tuple(v)
     model = create_model(ckpt["model_name"], num_classes=len(ckpt["classes"]), **kwargs)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    state = flush_subnormals({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
