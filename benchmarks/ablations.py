@@ -17,7 +17,7 @@ from pathlib import Path
 
 import common
 
-from emoscope.plots import plot_curves
+from emoscope.training import best_epoch
 
 #: Model options that switch every dropout layer off (the factories' defaults switch them on).
 DROPOUT_OFF: dict[str, dict] = {
@@ -72,18 +72,13 @@ def main() -> None:
 
 def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: str, command: str) -> Path:
     """``ablations.png`` (curves of every variant) and ``ablations.md`` (one table of all variants) in ``figures``."""
-    fig = plot_curves(histories, figures / "ablations.png", title=f"{model}: regularisation ablation")
-    lines = [f"Command: `{command}`", "",
-             "| variant | epochs run | planned | best epoch | best val acc | test acc | test macro-F1 |",
+    table = ["| variant | epochs run | planned | best epoch | best val acc | test acc | test macro-F1 |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for (name, hist), r in zip(histories.items(), rows, strict=True):
-        best = max(hist, key=lambda h: h.get("val_acc", 0.0))
-        lines.append(f"| {name} | {len(hist)} | {r.params.get('epochs', '-')} | {best['epoch']} | "
+        best = best_epoch(hist)
+        table.append(f"| {name} | {len(hist)} | {r.params.get('epochs', '-')} | {best['epoch']} | "
                      f"{best.get('val_acc', float('nan')):.4f} | {r.accuracy:.4f} | {r.macro_f1:.4f} |")
-    (figures / "ablations.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"figure: {fig}")
-    return fig
+    return common.write_report(figures, "ablations", histories, f"{model}: regularisation ablation", command, table)
 
 
 if __name__ == "__main__":

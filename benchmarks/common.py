@@ -261,6 +261,20 @@ def row(args: argparse.Namespace, experiment: str, dataset: str, setting: str, m
                                   extra=extra)
 
 
+def write_report(figures: Path, stem: str, histories: dict[str, list[dict]], title: str, command: str,
+                 table: list[str]) -> Path:
+    """``<stem>.png`` (the curves of every run) and ``<stem>.md`` (the command, then ``table``'s markdown lines)
+    in ``figures``; prints the table. The study scripts' reports (optimizers, ablations) share this."""
+    from emoscope.plots import plot_curves
+
+    fig = plot_curves(histories, figures / f"{stem}.png", title=title)
+    lines = [f"Command: `{command}`", "", *table]
+    (figures / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"figure: {fig}")
+    return fig
+
+
 def save_rows(args: argparse.Namespace, rows: list[ResultRow]) -> None:
     path = record(rows, args.results, markdown_path(args.results))
     print(f"{len(rows)} row(s) -> {path} and {markdown_path(args.results)}")

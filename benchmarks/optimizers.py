@@ -17,7 +17,7 @@ from pathlib import Path
 
 import common
 
-from emoscope.plots import plot_curves
+from emoscope.training import best_epoch
 
 OPTIMIZERS: dict[str, dict] = {
     "sgd_momentum": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False},
@@ -51,20 +51,15 @@ def main() -> None:
 
 def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: str, command: str) -> Path:
     """``optimizers.png`` (curves of every run) and ``optimizers.md`` (final table) in ``figures``."""
-    fig = plot_curves(histories, figures / "optimizers.png", title=f"{model}: optimizers (FER-2013)")
-    lines = [f"Command: `{command}`", "",
-             "| optimizer | lr | best epoch | epochs run | final train loss | final val loss | best val acc "
+    table = ["| optimizer | lr | best epoch | epochs run | final train loss | final val loss | best val acc "
              "| test acc |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (name, hist), r in zip(histories.items(), rows, strict=True):
-        best = max(hist, key=lambda h: h.get("val_acc", 0.0))
-        lines.append(f"| {name} | {OPTIMIZERS[name]['lr']:g} | {best['epoch']} | {len(hist)} | "
+        best = best_epoch(hist)
+        table.append(f"| {name} | {OPTIMIZERS[name]['lr']:g} | {best['epoch']} | {len(hist)} | "
                      f"{hist[-1]['train_loss']:.4f} | {hist[-1].get('val_loss', float('nan')):.4f} | "
                      f"{best.get('val_acc', float('nan')):.4f} | {r.accuracy:.4f} |")
-    (figures / "optimizers.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"figure: {fig}")
-    return fig
+    return common.write_report(figures, "optimizers", histories, f"{model}: optimizers (FER-2013)", command, table)
 
 
 if __name__ == "__main__":

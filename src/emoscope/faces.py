@@ -242,10 +242,10 @@ class BlazeFaceDetector:
             side *= 2
         return out
 
-    def _tile_candidates(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Candidates found whole in the tiles of one picture, in picture pixels; rank 0 = the finest tiles."""
+    def _tile_candidates(self, bgr: np.ndarray, tiles: list[tuple[int, int, int]]
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates found whole in ``tiles`` of one picture, in picture pixels; rank 0 = the finest tiles."""
         h, w = bgr.shape[:2]
-        tiles = self.tiles(w, h)
         boxes, kps, scores, ranks = [np.zeros((0, 4))], [np.zeros((0, 6, 2))], [np.zeros(0)], [np.zeros(0)]
         for start in range(0, len(tiles), 32):  # bounded batches: 32 x 3 x 192 x 192 floats
             chunk = tiles[start : start + 32]
@@ -277,13 +277,13 @@ class BlazeFaceDetector:
             kps = np.concatenate([c[i][1] for c in per_net])
             score = np.concatenate([c[i][2] for c in per_net])
             rank = np.concatenate([np.full(len(c[i][2]), k) for k, c in enumerate(per_net)])
-            tiled = bool(self.tiles(bgr.shape[1], bgr.shape[0]))
-            if tiled:  # ranked after the whole-picture networks, finest tiles first
-                tb, tk, ts, tr = self._tile_candidates(bgr)
+            tiles = self.tiles(bgr.shape[1], bgr.shape[0])
+            if tiles:  # ranked after the whole-picture networks, finest tiles first
+                tb, tk, ts, tr = self._tile_candidates(bgr, tiles)
                 boxes, kps = np.concatenate([boxes, tb]), np.concatenate([kps, tk])
                 score, rank = np.concatenate([score, ts]), np.concatenate([rank, tr + len(per_net)])
             dets, ranks = self._merge(boxes, kps, score, rank, bgr.shape[1], bgr.shape[0])
-            if tiled:
+            if tiles:
                 dets = self._verified(bgr, dets, [r >= len(per_net) for r in ranks])
             out.append(_drop_nested(dets))
         return out
