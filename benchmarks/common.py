@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from emoscope.classic import sample_per_class
+from emoscope.cli.durations import duration_arg
 from emoscope.datasets import FaceSet, load_dataset
 from emoscope.datasets.splits import stratified_split
 from emoscope.evaluation import classification_metrics, predict_proba
@@ -50,8 +51,9 @@ def base_parser(description: str, epochs: int) -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, dest="eval_limit", help="at most this many eval faces per class")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="override the recipe's batch size")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    p.add_argument("--time-limit", type=float, default=0, dest="time_limit",
-                   help="seconds of training per run; a run stops before an epoch that would pass it (0: none)")
+    p.add_argument("--time-limit", type=duration_arg("s"), default=0, dest="time_limit", metavar="DURATION",
+                   help="training time per run (600s, 40m, 2h; a bare number counts seconds); a run stops before "
+                        "an epoch that would pass it (0: none)")
     p.add_argument("--device", default="auto", help="training device: auto (a CUDA GPU if PyTorch sees one), cpu, cuda")
     p.add_argument("--train-only", action="store_true", dest="train_only",
                    help="train and keep the run folders, evaluate nothing (e.g. on a GPU machine without the test "

@@ -24,6 +24,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from emoscope.cli.durations import duration_arg
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True)
     r.add_argument("--runs", default="runs/gpu_reproduce")
     r.add_argument("--device", default="cuda")
-    r.add_argument("--time-limit", type=float, default=330, dest="time_limit", help="training seconds per run")
+    r.add_argument("--time-limit", type=duration_arg("s"), default=330, dest="time_limit", metavar="DURATION",
+                   help="training time per run (330s, 5.5m; a bare number counts seconds)")
     r.add_argument("--grace-s", type=float, default=150, dest="grace_s", help="for loading and testing")
     r.add_argument("--budget-s", type=float, default=0, dest="budget_s",
                    help="wall seconds for this whole command (unpacking included; give the device call's timeout): "

@@ -62,6 +62,7 @@ def test_train_cli_with_config_and_overrides(fer_folder, tmp_path, capsys):
     assert code == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["batch_size"] == 8 and saved["augment"] is False
+    assert saved["time_limit_s"] == 0  # no --time-limit: none
     assert saved["model_kwargs"] == {"width": 8}
     command = (out / "command.txt").read_text()  # the model card quotes it
     assert "train --config" in command and "--epochs 1" in command
@@ -104,3 +105,37 @@ def test_train_on_a_missing_gpu_says_so(fer_folder, tmp_path, capsys):
     assert main(["train", "--data", str(fer_folder), "--epochs", "1", "--device", "cuda",
                  "--out", str(tmp_path / "r")]) == 2
     assert "sees no CUDA GPU; use --device cpu" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text,bare,seconds", [
+    ("90s", "s", 90), ("45m", "s", 2700), ("2h", "m", 7200), ("1h30m", "s", 5400), ("1.5m", "s", 90),
+    ("600", "s", 600), ("90", "m", 5400), (" 2H ", "s", 7200), ("1h 30m 15s", "m", 5415),
+])
+def test_durations_read_units_and_bare_numbers(text, bare, seconds):
+    from emoscope.cli.durations import parse_duration
+
+    assert parse_duration(text, bare) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5x", "m5", "-3m", "1h-30m", "2hh"])
+def test_durations_refuse_what_they_cannot_read(text):
+    from emoscope.cli.durations import parse_duration
+
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("flag,seconds", [("1.5", 90), ("90s", 90), ("0.025h", 90)])
+def test_train_time_limit_takes_units_and_bare_minutes(fer_folder, tmp_path, flag, seconds):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(fer_folder), "--model", "emovgg_t", "--epochs", "1", "--batch-size", "8",
+                 "--set", "bf16=false", "--time-limit", flag, "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["time_limit_s"] == pytest.approx(seconds)
+
+
+def test_train_time_limit_mistake_is_an_argparse_error(fer_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(fer_folder), "--time-limit", "soon", "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "'soon' is not a duration" in err and "bare number of minutes" in err

@@ -200,3 +200,11 @@ def test_wait_then_stop_terms_then_kills_what_outlives_the_deadline(gpu_flagship
     assert sorted(stopped) == ["slow", "stubborn"] and time.time() - t0 < 20
     assert procs["quick"].returncode == 0
     assert procs["slow"].returncode == -15 and procs["stubborn"].returncode == -9
+
+
+def test_benchmark_time_limits_take_units_and_bare_seconds():
+    common = load_benchmark("common")
+    p = common.base_parser("x", epochs=1)
+    assert p.parse_args(["--time-limit", "40m"]).time_limit == 2400
+    assert p.parse_args(["--time-limit", "2400"]).time_limit == 2400
+    assert p.parse_args([]).time_limit == 0

@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from .durations import duration_arg
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..datasets import load_dataset
@@ -22,7 +24,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if val is not None:
             cfg_dict[key] = val
     if args.time_limit is not None:
-        cfg_dict["time_limit_s"] = args.time_limit * 60
+        cfg_dict["time_limit_s"] = args.time_limit
     for kv in args.set or []:
         k, _, v = kv.partition("=")
         cfg_dict[k] = json.loads(v) if v[:1] in "[{0123456789-tfn\"" else v
@@ -60,8 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--mixup-alpha", type=float, dest="mixup_alpha")
     t.add_argument("--early-stopping", type=int, dest="early_stopping")
     t.add_argument("--train-crop", type=int, dest="train_crop")
-    t.add_argument("--time-limit", type=float, dest="time_limit", metavar="MINUTES",
-                   help="stop before an epoch that would end after this many minutes of training")
+    t.add_argument("--time-limit", type=duration_arg("m"), dest="time_limit", metavar="DURATION",
+                   help="stop before an epoch that would end after this much training: 90m, 2h, 1h30m, 600s; "
+                        "a bare number counts minutes")
     t.add_argument("--threads", type=int)
     t.add_argument("--device", help="auto (default: a CUDA GPU when PyTorch sees one), cpu, cuda or cuda:N")
     t.add_argument("--seed", type=int)
