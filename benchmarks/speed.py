@@ -36,6 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emoscope.samples import astronaut_bgr, group_photo
+
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("classifier", "detector", "video", "memory", "fer")
 
@@ -61,12 +63,6 @@ def timeit(fn, min_time: float = 2.0, min_iters: int = 5) -> float:
         total += dt
         n += 1
     return float(np.median(times))
-
-
-def astronaut_bgr() -> np.ndarray:
-    from skimage import data
-
-    return np.ascontiguousarray(data.astronaut()[..., ::-1])
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -141,7 +137,7 @@ def bench_detector(quick: bool) -> list[str]:
         sec = timeit(lambda d=det: d.detect(frame), 1.0 if quick else 3.0)
         rows.append(f"| {name} | {1000 * sec:.1f} | {len(det.detect(frame))} |")
         print(rows[-1], flush=True)
-    photo = group_photo()
+    photo, _ = group_photo()
     rows += ["", "Small faces in a big picture: a 1920 x 1080 picture with eight 60-px faces (the sample face).", "",
              "| detector | ms per picture | faces found (of 8) |", "|---|---:|---:|"]
     for name, det in (("BlazeFace, tiles (default)", BlazeFaceDetector()),
@@ -151,20 +147,6 @@ def bench_detector(quick: bool) -> list[str]:
         rows.append(f"| {name} | {1000 * sec:.1f} | {len(det.detect(photo))} |")
         print(rows[-1], flush=True)
     return rows
-
-
-def group_photo(width: int = 1920, height: int = 1080, face_px: int = 60) -> np.ndarray:
-    """Eight copies of the sample face, ``face_px`` wide, on blurred noise (a distant group)."""
-    face = cv2.resize(astronaut_bgr()[7:238, 111:342], (int(face_px * 2.2), int(face_px * 2.2)),
-                      interpolation=cv2.INTER_AREA)  # the face box is ~105 of these 231 px
-    canvas = cv2.GaussianBlur(np.random.default_rng(0).integers(60, 200, (height, width, 3), dtype=np.uint8),
-                              (31, 31), 10)
-    s = face.shape[0]
-    for gy in range(2):
-        for gx in range(4):
-            cx, cy = int((gx + 0.5) * width / 4), int((gy + 0.5) * height / 2)
-            canvas[cy - s // 2 : cy - s // 2 + s, cx - s // 2 : cx - s // 2 + s] = face
-    return canvas
 
 
 def make_video(path: Path, frames: int, faces: int, fps: float = 25.0, size=(640, 480)) -> Path:

@@ -33,12 +33,7 @@ if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
                 allow_module_level=True)  # fmt: skip
 
 from emoscope.mood import MoodStore  # noqa: E402
-
-
-def astronaut_bgr() -> np.ndarray:
-    from skimage import data
-
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+from emoscope.samples import astronaut_bgr  # noqa: E402
 
 
 def write_y4m(path: Path, frames: int = 10, width: int = 640, height: int = 480) -> Path:

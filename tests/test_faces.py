@@ -17,13 +17,14 @@ from emoscope.faces import (
     eye_angle,
     get_detector,
 )
+from emoscope.samples import astronaut_bgr, group_photo
 
 FACE_CENTRE = (225, 120)  # the astronaut's face, in pixels of the 512 x 512 photo
 
 
 @pytest.fixture(scope="module")
 def bgr() -> np.ndarray:
-    return np.ascontiguousarray(data.astronaut()[..., ::-1])
+    return astronaut_bgr()
 
 
 @pytest.fixture(scope="module")
@@ -83,27 +84,9 @@ def test_counts_faces_in_a_tiled_picture(name, bgr, blaze, haar):
         assert any(abs(_centre(d.box)[0] - ex) < 30 and abs(_centre(d.box)[1] - ey) < 30 for d in found)
 
 
-def _group_photo(bgr: np.ndarray, width: int, height: int, face_px: int) -> tuple[np.ndarray, list]:
-    """Eight copies of the astronaut's face, ``face_px`` wide, on a blurred-noise ``width`` x ``height`` picture."""
-    x, y, w, h = 174, 70, 105, 105  # her face box in the 512 x 512 photo
-    m = int(0.6 * w)
-    face = bgr[y - m : y + h + m, x - m : x + w + m]
-    side = int(face_px * face.shape[0] / h)
-    face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-    noise = np.random.default_rng(0).integers(60, 200, (height, width, 3), dtype=np.uint8)
-    canvas = cv2.GaussianBlur(noise, (31, 31), 10)
-    centres = []
-    for gy in range(2):
-        for gx in range(4):
-            cx, cy = int((gx + 0.5) * width / 4), int((gy + 0.5) * height / 2)
-            canvas[cy - side // 2 : cy - side // 2 + side, cx - side // 2 : cx - side // 2 + side] = face
-            centres.append((cx, cy))
-    return canvas, centres
-
-
 @pytest.mark.parametrize(("width", "height", "face_px"), [(1920, 1080, 60), (1280, 720, 40), (3000, 2000, 90)])
 def test_tiles_find_small_faces_in_a_big_picture(bgr, blaze, width, height, face_px):
-    photo, centres = _group_photo(bgr, width, height, face_px)
+    photo, centres = group_photo(width, height, face_px)
     assert BlazeFaceDetector(tile_side=None).detect(photo) == []  # the whole picture alone misses them all
     found = blaze.detect(photo)
     assert len(found) == 8
@@ -213,3 +196,13 @@ def test_alignment_levels_the_eyes(bgr, blaze):
         return np.corrcoef(a.ravel(), b.ravel())[0, 1]
 
     assert corr(aligned, upright) > corr(unaligned, upright) + 0.1
+
+
+def test_group_photo_puts_eight_faces_where_it_says_and_refuses_faces_that_do_not_fit():
+    photo, centres = group_photo(800, 400, 40)
+    assert photo.shape == (400, 800, 3) and len(centres) == 8 and len(set(centres)) == 8
+    patches = [photo[cy - 15 : cy + 15, cx - 15 : cx + 15] for cx, cy in centres]
+    assert all(np.array_equal(p, patches[0]) for p in patches)  # the same face at every centre ...
+    assert not np.array_equal(photo[:30, :30], photo[30:60, :30])  # ... on noise that differs from place to place
+    with pytest.raises(ValueError, match="do not fit"):
+        group_photo(800, 400, 120)

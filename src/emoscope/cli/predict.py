@@ -64,7 +64,6 @@ def _annotated_name(path: str, used: set[str]) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
     from tqdm import tqdm
 
     from ..annotate import draw_faces, draw_message
@@ -76,9 +75,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files, failures, many = expand_inputs(args.paths, recursive=not args.no_recursive)
     inputs: list[tuple[str, Any]] = [(f, f) for f in files]
     if args.example:
-        from skimage import data
+        from ..samples import astronaut_bgr
 
-        inputs.insert(0, (EXAMPLE, np.ascontiguousarray(data.astronaut()[..., ::-1])))
+        inputs.insert(0, (EXAMPLE, astronaut_bgr()))
     detector = None if args.no_detect else args.detector
     try:
         rec = Recognizer(weights=args.weights, detector=detector, backend=args.backend, tta=args.tta,
