@@ -232,3 +232,21 @@ def test_half_precision_keeps_integer_buffers():
     state = {"w": torch.ones(2), "n": torch.tensor(3)}
     half = half_precision(state)
     assert half["w"].dtype == torch.float16 and half["n"].dtype == torch.int64
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_train_crop_then_whole_faces_for_the_last_epochs(tmp_path, monkeypatch, augment):
+    from emoscope.models.flagship import EmoVGG
+
+    seen: list[int] = []
+    real_forward = EmoVGG.forward
+
+    def spy(self, x):
+        seen.append(x.shape[-1])
+        return real_forward(self, x)
+
+    monkeypatch.setattr(EmoVGG, "forward", spy)
+    faces = toy_faces()
+    train(tiny_cfg(tmp_path, epochs=3, batch_size=len(faces), train_crop=40, full_size_epochs=1, augment=augment),
+          faces, None, progress=False)
+    assert seen == [40, 40, 48]  # one batch per epoch: two cropped epochs, then a whole-face one

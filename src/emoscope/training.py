@@ -55,6 +55,9 @@ class TrainConfig:
     augment: bool = True
     aug: AugmentConfig = field(default_factory=AugmentConfig)
     train_crop: int | None = None  # train on random crops of this size (None: full input size)
+    # With train_crop: the last this many epochs train on whole faces, so that BatchNorm's statistics and the head
+    # settle on the whole faces the model is scored on (a crop-trained net scored on whole faces drifts; FixRes).
+    full_size_epochs: int = 0
     early_stopping: int = 0  # stop after this many epochs without val improvement (0: never)
     time_limit_s: float = 0.0  # stop before an epoch that would end past this many seconds of training (0: never)
     init_weights: str | None = None  # start from this checkpoint's weights (fine-tuning; head reset if shapes differ)
@@ -248,6 +251,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         # Each epoch has its own generator, so a resumed run sees exactly the same batches.
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(images), generator=g)
+        crop = train_size if epoch < cfg.epochs - cfg.full_size_epochs else size
         model.train()
         # Running sums stay on the device: reading them every step would stall a GPU.
         loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
@@ -258,10 +262,10 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             x = resize_batch(to_unit(images[idx]), size)
             y = labels[idx]
             if cfg.augment:
-                x = augment_batch(x, cfg.aug, g, train_size)
-            elif train_size != size:
-                off = (size - train_size) // 2
-                x = x[..., off : off + train_size, off : off + train_size]
+                x = augment_batch(x, cfg.aug, g, crop)
+            elif crop != size:
+                off = (size - crop) // 2
+                x = x[..., off : off + crop, off : off + crop]
             y2, lam = y, 1.0
             if cfg.mixup_alpha > 0:
                 x, y, y2, lam = mixup(x, y, cfg.mixup_alpha, g)
