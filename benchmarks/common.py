@@ -60,6 +60,11 @@ def base_parser(description: str, epochs: int) -> argparse.ArgumentParser:
                         "split); evaluate later with --trained")
     p.add_argument("--trained", action="store_true",
                    help="where a run folder already holds best.pt and history.json, evaluate it instead of training")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each run folder's last.pt (a run an earlier --time-limit stopped) up to its "
+                        "recipe's epochs instead of starting over; the row's train time is the whole run's")
+    p.add_argument("--note", default="",
+                   help="added to every row's notes: where and how it ran (e.g. the machine, other jobs beside it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder (default runs/benchmarks/<script>)")
     p.add_argument("--results", default=str(REPO / DEFAULT_STORE),
@@ -222,8 +227,9 @@ def train_and_test(args: argparse.Namespace, cfg: TrainConfig, train_set: FaceSe
         if init_weights is not None:
             cfg.init_weights = str(init_weights)
         t0 = time.time()
-        summary = train(cfg, train_set, val_set, progress=not args.no_progress)
-        train_s = time.time() - t0
+        summary = train(cfg, train_set, val_set, resume=args.resume, progress=not args.no_progress)
+        # A resumed run's time is the whole run's, as its history logs it; a fresh run's is this call's.
+        train_s = summary["elapsed_s"] if summary.get("resumed_at") else time.time() - t0
         if args.train_only:
             print(f"[{cfg.model}] trained in {train_s / 60:.1f} min: {summary}", flush=True)
             return None
@@ -250,6 +256,8 @@ def row(args: argparse.Namespace, experiment: str, dataset: str, setting: str, m
         if planned and summary["epochs_run"] < planned:
             why = f" ({summary['stopped']})" if summary.get("stopped") else ""
             stopped = f"stopped after {summary['epochs_run']} of {planned} epochs{why}"
+        if summary.get("resumed_at"):
+            stopped = "; ".join(t for t in (stopped, f"resumed at epoch {summary['resumed_at']}") if t)
     reduced = ""
     if args.limit or args.eval_limit:
         extra.update(limit=args.limit, eval_limit=args.eval_limit)
@@ -259,7 +267,7 @@ def row(args: argparse.Namespace, experiment: str, dataset: str, setting: str, m
     return ResultRow.from_metrics(experiment, dataset, setting, model, result["metrics"], params=params,
                                   train_time_s=result.get("train_s"), command=current_command(),
                                   notes="; ".join(t for t in ("smoke run" if args.smoke else "", reduced, stopped,
-                                                              notes) if t),
+                                                              notes, getattr(args, "note", "")) if t),
                                   extra=extra)
 
 

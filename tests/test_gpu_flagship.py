@@ -208,3 +208,28 @@ def test_benchmark_time_limits_take_units_and_bare_seconds():
     assert p.parse_args(["--time-limit", "40m"]).time_limit == 2400
     assert p.parse_args(["--time-limit", "2400"]).time_limit == 2400
     assert p.parse_args([]).time_limit == 0
+
+
+def test_a_benchmark_run_stopped_by_its_time_limit_resumes_and_its_row_says_so(tmp_path, monkeypatch):
+    from emoscope.labels import EMOTIONS
+
+    monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
+    fer_like_folder(tmp_path / "fer", tuple(EMOTIONS))
+    ablations = load_benchmark("ablations")
+    store = tmp_path / "results.json"
+    argv = ["ablations.py", "--fer", str(tmp_path / "fer"), "--variants", "none", "--epochs", "3", "--batch-size", "8",
+            "--no-progress", "--results", str(store), "--out", str(tmp_path / "runs"), "--figures", str(tmp_path / "f"),
+            "--note", "on a test machine"]
+
+    def notes() -> str:
+        (row,) = json.loads(store.read_text())
+        return row["notes"]
+
+    monkeypatch.setattr(sys, "argv", [*argv, "--time-limit", "1e-6"])
+    ablations.main()
+    assert notes() == "stopped after 1 of 3 epochs (time limit); on a test machine"
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
+    ablations.main()
+    assert notes() == "resumed at epoch 2; on a test machine"
+    history = json.loads((tmp_path / "runs" / "pytorch_4conv_none" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]

@@ -94,6 +94,25 @@ def test_time_limit_stops_before_an_epoch_that_would_pass_it(tmp_path):
     assert summary["epochs_run"] == 2 and summary["stopped"] is None
 
 
+def test_a_run_stopped_by_its_time_limit_resumes_to_its_full_length(tmp_path):
+    faces = toy_faces(6)
+    first = train(tiny_cfg(tmp_path, epochs=3, time_limit_s=1e-6), faces, faces, progress=False)
+    assert first["epochs_run"] == 1 and first["resumed_at"] is None
+    rest = train(tiny_cfg(tmp_path, epochs=3), faces, faces, progress=False, resume=True)
+    assert rest["epochs_run"] == 3 and rest["resumed_at"] == 2 and rest["stopped"] is None
+    assert rest["elapsed_s"] >= first["elapsed_s"]  # the whole run's training time, both calls
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_more(tmp_path):
+    faces = toy_faces(6)
+    cfg = tiny_cfg(tmp_path, epochs=10, early_stopping=1, lr=0.0, schedule="constant")
+    assert train(cfg, faces, faces, progress=False)["epochs_run"] == 2
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    again = train(cfg, faces, faces, progress=False, resume=True)
+    assert again["epochs_run"] == 2 and again["stopped"] == "early stopping"
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
 def test_distillation_loss_is_zero_only_when_student_matches_teacher():
     t = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
     assert float(distillation_loss(t.clone(), t, 3.0)) == pytest.approx(0.0, abs=1e-6)

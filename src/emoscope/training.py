@@ -222,6 +222,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     start_epoch, history, best_acc, best_epoch = 0, [], -1.0, -1
+    resumed_at = None  # the first epoch this call trains, when it continues a saved run
     if resume and (out / "last.pt").exists():
         ck = read_checkpoint(out / "last.pt")
         saved = ck.get("train_config", {})
@@ -237,6 +238,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         start_epoch, history = ck["epoch"] + 1, ck["history"]
         best_acc, best_epoch = ck["best_acc"], ck["best_epoch"]
         torch.set_rng_state(ck["rng"])
+        resumed_at = start_epoch + 1
         if device.type == "cuda" and "cuda_rng" in ck:
             torch.cuda.set_rng_state(ck["cuda_rng"], device)
 
@@ -246,6 +248,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     t_start = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
     stopped = None  # why the run ended before cfg.epochs: 'early stopping' or 'time limit'
+    if cfg.early_stopping and history and start_epoch - best_epoch >= cfg.early_stopping:
+        end_epoch, stopped = start_epoch, "early stopping"  # a resumed run that had already stopped early
     last_plot = 0.0  # curves.png is redrawn at most every 30 s and once at the end: a plot costs ~0.3 s
     for epoch in range(start_epoch, end_epoch):
         # Each epoch has its own generator, so a resumed run sees exactly the same batches.
@@ -347,7 +351,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     if history:
         write_history(history, out)  # the final curves.png
     return {"best_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
-            "elapsed_s": history[-1]["elapsed_s"] if history else 0.0, "out_dir": str(out), "stopped": stopped}
+            "elapsed_s": history[-1]["elapsed_s"] if history else 0.0, "out_dir": str(out), "stopped": stopped,
+            "resumed_at": resumed_at}
 
 
 def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
