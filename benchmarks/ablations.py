@@ -9,14 +9,20 @@ Examples::
 
     python benchmarks/ablations.py --smoke
     python benchmarks/ablations.py --model pytorch_4conv --epochs 30
+    python benchmarks/ablations.py --redraw     # the figure and table again, from the rows of results.json
+
+The variants' rows may come from different machines and sessions (a GPU run merged by ``gpu_reproduce.py``, a
+CPU run resumed with ``--resume``); ``--redraw`` draws each variant's curve from the very run its row scored.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import common
 
+from emoscope.results import ResultRow, ResultsStore
 from emoscope.training import best_epoch
 
 #: Model options that switch every dropout layer off (the factories' defaults switch them on).
@@ -54,7 +60,17 @@ def main() -> None:
     p = common.base_parser(__doc__.split("\n\n")[0], epochs=30)
     p.add_argument("--model", default="pytorch_4conv", choices=sorted(DROPOUT_OFF))
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--redraw", action="store_true",
+                   help="train nothing: redraw ablations.png and ablations.md from each variant's row in --results "
+                        "and the history of the run that row scored (found in --out or --histories)")
+    p.add_argument("--histories", default=str(common.REPO / "runs" / "gpu_reproduce_back" / "runs"),
+                   help="with --redraw, also search <this>/*/<model>_<variant>/history.json (GPU runs merged here)")
     args = common.finish_args(p.parse_args(), "ablations")
+    if args.redraw:
+        histories, rows = redraw_sources(args.results, args.model, args.epochs, args.variants.split(","),
+                                         [Path(args.out), *Path(args.histories).glob("*")])
+        report(histories, rows, args.figures, args.model, common.current_command())
+        return
     train_set, val_set, test_set = common.fer_splits(args)
     histories, rows = {}, []
     for variant in args.variants.split(","):
@@ -68,6 +84,37 @@ def main() -> None:
                                "7-class, Training / PublicTest / PrivateTest", args.model, result, params))
         common.save_rows(args, rows[-1:])
     report(histories, rows, args.figures, args.model, common.current_command())
+
+
+def redraw_sources(store: str | Path, model: str, epochs: int, variants: list[str], folders: list[Path]
+                   ) -> tuple[dict[str, list[dict]], list[ResultRow]]:
+    """Each variant's row (full data, ``epochs`` planned) and the history of the run it scored.
+
+    A history belongs to a row when it has the row's epoch count and best epoch; a variant without a row, or
+    without such a history, is an error naming what is missing (no curve is drawn from some other run).
+    """
+    histories, rows = {}, []
+    stored = ResultsStore(store).rows
+    for variant in variants:
+        row = next((r for r in stored if r.experiment == "regularisation ablation" and r.model == model
+                    and r.params.get("variant") == variant and r.params.get("epochs") == epochs
+                    and not r.extra.get("limit")), None)
+        if row is None:
+            raise SystemExit(f"{store}: no {model} row for variant {variant!r} at {epochs} planned epochs")
+        found = None
+        for folder in folders:
+            path = folder / f"{model}_{variant}" / "history.json"
+            if path.is_file():
+                hist = json.loads(path.read_text())
+                same = len(hist) == row.extra.get("epochs_run")
+                if same and best_epoch(hist)["epoch"] == row.extra.get("best_epoch"):
+                    found = hist
+                    break
+        if found is None:
+            raise SystemExit(f"no history.json of {model}_{variant} with {row.extra.get('epochs_run')} epochs and best "
+                             f"epoch {row.extra.get('best_epoch')} (its row) in: {', '.join(map(str, folders))}")
+        histories[variant], rows = found, [*rows, row]
+    return histories, rows
 
 
 def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: str, command: str) -> Path:

@@ -231,5 +231,14 @@ def test_a_benchmark_run_stopped_by_its_time_limit_resumes_and_its_row_says_so(t
     monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
     ablations.main()
     assert notes() == "resumed at epoch 2; on a test machine"
-    history = json.loads((tmp_path / "runs" / "pytorch_4conv_none" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2, 3]
+    history_file = tmp_path / "runs" / "pytorch_4conv_none" / "history.json"
+    assert [h["epoch"] for h in json.loads(history_file.read_text())] == [1, 2, 3]
+
+    # --redraw: the figure and table again from the row and the history of the run it scored; nothing trains
+    (tmp_path / "f" / "ablations.md").unlink()
+    monkeypatch.setattr(sys, "argv", [*argv, "--redraw", "--histories", str(tmp_path / "none")])
+    ablations.main()
+    assert "| none | 3 | 3 |" in (tmp_path / "f" / "ablations.md").read_text()
+    history_file.write_text(json.dumps(json.loads(history_file.read_text())[:2]))  # no longer the row's run
+    with pytest.raises(SystemExit, match="no history.json of pytorch_4conv_none with 3 epochs"):
+        ablations.main()
