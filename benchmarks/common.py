@@ -62,7 +62,8 @@ def base_parser(description: str, epochs: int) -> argparse.ArgumentParser:
                    help="where a run folder already holds best.pt and history.json, evaluate it instead of training")
     p.add_argument("--resume", action="store_true",
                    help="continue each run folder's last.pt (a run an earlier --time-limit stopped) up to its "
-                        "recipe's epochs instead of starting over; the row's train time is the whole run's")
+                        "recipe's epochs instead of starting over; the row's train time, and --time-limit, count "
+                        "the whole run's training time, earlier sessions included")
     p.add_argument("--note", default="",
                    help="added to every row's notes: where and how it ran (e.g. the machine, other jobs beside it)")
     p.add_argument("--seed", type=int, default=0)
