@@ -89,7 +89,7 @@ def main() -> None:
                                             n_jobs=args.jobs, param_grids=pgrids)[0]
                     best = ", ".join(f"{k.split('__')[-1]}={v}" for k, v in res["best_params"].items())
                     notes = "; ".join(t for t in ("smoke run" if args.smoke else "",
-                                                  f"grid search chose {best}" if best else "") if t)
+                                                  f"grid search chose {best}" if best else "", args.note) if t)
                     rows.append(ResultRow(
                         "classic baselines", dataset, f"{setting} ({where})", f"{f} + {c}", res["accuracy"],
                         res["macro_f1"], params={"grid_search": grid}, train_time_s=res["fit_s"],

@@ -75,7 +75,6 @@ def main() -> None:
     p.add_argument("--models", help="comma list: only these models of the chosen experiment(s)")
     p.add_argument("--pretrained-dir", dest="pretrained_dir",
                    help="folder with vgg16_imagenet.pt / alexnet_imagenet.pt (torchvision state_dicts)")
-    p.add_argument("--note", help="a note for every row written (e.g. where the runs were trained)")
     args = common.finish_args(p.parse_args(), "reproduce")
     wanted = set(args.models.split(",")) if args.models else None
     for exp in EXPERIMENTS if args.experiment == "all" else [args.experiment]:
@@ -106,9 +105,7 @@ def main() -> None:
             if result is None:  # --train-only
                 continue
             own = RECIPES[name]["epochs"]
-            note = "; ".join(t for t in (
-                f"{cfg.epochs} of the recipe's {own} epochs" if cfg.epochs != own and not args.smoke else "",
-                args.note or "") if t)
+            note = f"{cfg.epochs} of the recipe's {own} epochs" if cfg.epochs != own and not args.smoke else ""
             rows.append(common.row(args, f"reproduce: {exp}", dataset, setting, name, result,
                                    common.recipe_params(cfg), notes=note))
             common.save_rows(args, rows[-1:])  # a crash later keeps the rows already measured
