@@ -67,6 +67,8 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
     params |= {"optimizer": cfg["optimizer"], "lr": cfg["lr"], "batch_size": cfg["batch_size"],
               "epochs": cfg["epochs"], "schedule": cfg["schedule"], "weight_decay": cfg["weight_decay"],
               "augment": cfg["augment"]}
+    if cfg.get("train_crop"):  # trained on crops, then whole faces for the last epochs
+        params |= {"train_crop": cfg["train_crop"], "full_size_epochs": cfg.get("full_size_epochs", 0)}
     if cfg.get("teacher"):
         params["teacher"] = Path(cfg["teacher"]).name
     if plan:  # trained by benchmarks/gpu_flagship.py: say on which GPU

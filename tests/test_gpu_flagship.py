@@ -242,3 +242,16 @@ def test_a_benchmark_run_stopped_by_its_time_limit_resumes_and_its_row_says_so(t
     history_file.write_text(json.dumps(json.loads(history_file.read_text())[:2]))  # no longer the row's run
     with pytest.raises(SystemExit, match="no history.json of pytorch_4conv_none with 3 epochs"):
         ablations.main()
+
+
+@pytest.mark.parametrize("script", ["ablations", "baselines", "cross_dataset", "ferplus", "optimizers", "reproduce",
+                                    "transfer", "flagship", "gpu_flagship", "gpu_reproduce", "speed", "crop_margin",
+                                    "int8_accuracy", "load"])
+def test_every_benchmark_script_starts(script):
+    """Each script's parser builds (options shared through common.base_parser cannot clash with a script's own)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout
