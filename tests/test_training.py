@@ -67,6 +67,18 @@ def test_resume_gives_identical_results(tmp_path):
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
 
 
+def test_a_constant_rate_run_may_be_extended_on_resume_and_equals_the_longer_run(tmp_path):
+    faces = toy_faces(6)
+    cfg = dict(schedule="constant", augment=True)
+    train(tiny_cfg(tmp_path / "short", epochs=2, **cfg), faces, faces, progress=False)
+    longer = train(tiny_cfg(tmp_path / "short", epochs=3, **cfg), faces, faces, progress=False, resume=True)
+    assert longer["epochs_run"] == 3 and longer["resumed_at"] == 3
+    train(tiny_cfg(tmp_path / "long", epochs=3, **cfg), faces, faces, progress=False)
+    a = read_checkpoint(tmp_path / "short" / "run" / "last.pt")["model"]
+    b = read_checkpoint(tmp_path / "long" / "run" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # (cosine and one-cycle depend on the total: refused below)
+
+
 def test_resume_refuses_a_changed_schedule(tmp_path):
     faces = toy_faces(4)
     train(tiny_cfg(tmp_path), faces, None, progress=False, stop_after=1)

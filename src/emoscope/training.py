@@ -227,6 +227,11 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         ck = read_checkpoint(out / "last.pt")
         saved = ck.get("train_config", {})
         changed = [k for k in ("model", "epochs", "batch_size", "schedule", "lr") if saved.get(k) != asdict(cfg)[k]]
+        # A constant or plateau schedule does not depend on the epoch count, so a run may be extended (say from
+        # 30 to its recipe's 50 epochs) and be the same as one planned that long; one-cycle and cosine may not.
+        if (changed == ["epochs"] and cfg.schedule in ("constant", "plateau")
+                and cfg.epochs >= ck["epoch"] + 1):
+            changed = []
         if changed:
             raise TrainConfigError(
                 f"cannot resume {out / 'last.pt'}: {', '.join(changed)} differ from the saved run; "
