@@ -229,8 +229,8 @@ def train_and_test(args: argparse.Namespace, cfg: TrainConfig, train_set: FaceSe
             cfg.init_weights = str(init_weights)
         t0 = time.time()
         summary = train(cfg, train_set, val_set, resume=args.resume, progress=not args.no_progress)
-        # A resumed run's time is the whole run's, as its history logs it; a fresh run's is this call's.
-        train_s = summary["elapsed_s"] if summary.get("resumed_at") else time.time() - t0
+        # With --resume the time is the whole run's, as its history logs it; a fresh run's is this call's.
+        train_s = summary["elapsed_s"] if args.resume else time.time() - t0
         if args.train_only:
             print(f"[{cfg.model}] trained in {train_s / 60:.1f} min: {summary}", flush=True)
             return None

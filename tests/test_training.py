@@ -113,6 +113,8 @@ def test_a_run_stopped_by_its_time_limit_resumes_to_its_full_length(tmp_path):
     rest = train(tiny_cfg(tmp_path, epochs=3), faces, faces, progress=False, resume=True)
     assert rest["epochs_run"] == 3 and rest["resumed_at"] == 2 and rest["stopped"] is None
     assert rest["elapsed_s"] >= first["elapsed_s"]  # the whole run's training time, both calls
+    done = train(tiny_cfg(tmp_path, epochs=3), faces, faces, progress=False, resume=True)
+    assert done["epochs_run"] == 3 and done["resumed_at"] is None  # nothing was left to train
 
 
 def test_resuming_a_run_that_stopped_early_trains_no_more(tmp_path):
