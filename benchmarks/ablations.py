@@ -106,14 +106,14 @@ def redraw_sources(store: str | Path, model: str, epochs: int, variants: list[st
             path = folder / f"{model}_{variant}" / "history.json"
             if path.is_file():
                 hist = json.loads(path.read_text())
-                same = len(hist) == row.extra.get("epochs_run")
-                if same and best_epoch(hist)["epoch"] == row.extra.get("best_epoch"):
+                if (len(hist), best_epoch(hist)["epoch"]) == (row.extra.get("epochs_run"), row.extra.get("best_epoch")):
                     found = hist
                     break
         if found is None:
             raise SystemExit(f"no history.json of {model}_{variant} with {row.extra.get('epochs_run')} epochs and best "
                              f"epoch {row.extra.get('best_epoch')} (its row) in: {', '.join(map(str, folders))}")
-        histories[variant], rows = found, [*rows, row]
+        histories[variant] = found
+        rows.append(row)
     return histories, rows
 
 

@@ -268,7 +268,7 @@ def row(args: argparse.Namespace, experiment: str, dataset: str, setting: str, m
     return ResultRow.from_metrics(experiment, dataset, setting, model, result["metrics"], params=params,
                                   train_time_s=result.get("train_s"), command=current_command(),
                                   notes="; ".join(t for t in ("smoke run" if args.smoke else "", reduced, stopped,
-                                                              notes, getattr(args, "note", "")) if t),
+                                                              notes, args.note) if t),
                                   extra=extra)
 
 

@@ -253,7 +253,12 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     t_start = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
     stopped = None  # why the run ended before cfg.epochs: 'early stopping' or 'time limit'
-    if cfg.early_stopping and history and start_epoch - best_epoch >= cfg.early_stopping:
+
+    def patience_spent(epochs_done: int) -> bool:
+        """Early stopping's test: ``cfg.early_stopping`` epochs have passed since the best one."""
+        return bool(cfg.early_stopping) and epochs_done - best_epoch >= cfg.early_stopping
+
+    if history and patience_spent(start_epoch):
         end_epoch, stopped = start_epoch, "early stopping"  # a resumed run that had already stopped early
     last_plot = 0.0  # curves.png is redrawn at most every 30 s and once at the end: a plot costs ~0.3 s
     for epoch in range(start_epoch, end_epoch):
@@ -343,7 +348,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         if progress:
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
             tqdm.write(shown + (" *" if improved else ""))
-        if cfg.early_stopping and epoch + 1 - best_epoch >= cfg.early_stopping:
+        if patience_spent(epoch + 1):
             tqdm.write(f"early stopping: no improvement for {cfg.early_stopping} epochs")
             stopped = "early stopping"
             break

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+UNIT_NAMES = {"s": "seconds", "m": "minutes", "h": "hours"}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([hms])")
 
 
@@ -24,7 +25,7 @@ def parse_duration(text: str, bare_unit: str = "s") -> float:
         if not s or "".join(n + u for n, u in parts) != s:
             raise ValueError(
                 f"{text!r} is not a duration: write a number with s, m or h (90s, 45m, 2h, 1h30m), "
-                f"or a bare number of {'seconds' if bare_unit == 's' else 'minutes' if bare_unit == 'm' else 'hours'}"
+                f"or a bare number of {UNIT_NAMES[bare_unit]}"
             ) from None
         value = sum(float(n) * UNIT_SECONDS[u] for n, u in parts)
     if value < 0:
