@@ -137,6 +137,22 @@ def test_api_docs_page_loads_swagger_ui_from_this_server(client):
     assert client.get("/docs-assets/swagger-ui.css").status_code == 200
 
 
+def test_api_docs_fall_back_to_the_cdn_without_fastapi_offline(store, monkeypatch):
+    """Without the Swagger UI files the page still renders (from the CDN, so online only) and the app says so."""
+    import emoscope.server.app as server_app
+
+    monkeypatch.setattr(server_app, "_swagger_ui_dir", lambda: None)
+    with make_client(store) as c:
+        assert c.app.state.docs_offline is False
+        r = c.get("/api/docs")
+        assert r.status_code == 200 and "/api/v1/openapi.json" in r.text
+        assert "cdn.jsdelivr.net" in r.text and "/docs-assets/" not in r.text
+        assert c.get("/docs-assets/swagger-ui-bundle.js").status_code == 404
+    monkeypatch.undo()
+    with make_client(store) as c:  # the real lookup: the web extra ships the files
+        assert c.app.state.docs_offline is True
+
+
 def test_page_and_static_files(client):
     r = client.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]

@@ -70,6 +70,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if s.token and not s.local and not args.ssl_certfile:
         print("note: without --ssl-certfile the token and frames cross the network unencrypted, and browsers "
               "allow the camera only on https or localhost", file=sys.stderr)  # fmt: skip
+    if not app.state.docs_offline:
+        print("note: the API docs page (/api/docs) loads Swagger UI from a CDN, so it stays blank offline; "
+              "pip install 'emoscope[web]' (fastapi-offline) serves it from here", file=sys.stderr)  # fmt: skip
     logging.getLogger("uvicorn.error").addFilter(_DenialLogFilter())
     try:
         uvicorn.run(

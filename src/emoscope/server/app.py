@@ -694,6 +694,7 @@ def create_app(
     # FastAPI's docs page loads Swagger UI from a CDN, so offline it stays blank; the fastapi-offline
     # package (in the web extra) ships the same files, served here.
     swagger_dir = _swagger_ui_dir()
+    app.state.docs_offline = swagger_dir is not None  # `emoscope serve` says so when it is not
     if swagger_dir is not None:
         app.mount("/docs-assets", StaticFiles(directory=swagger_dir), name="docs-assets")
 
