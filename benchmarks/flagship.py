@@ -67,8 +67,9 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
     params |= {"optimizer": cfg["optimizer"], "lr": cfg["lr"], "batch_size": cfg["batch_size"],
               "epochs": cfg["epochs"], "schedule": cfg["schedule"], "weight_decay": cfg["weight_decay"],
               "augment": cfg["augment"]}
-    if cfg.get("train_crop"):  # trained on crops, then whole faces for the last epochs
-        params |= {"train_crop": cfg["train_crop"], "full_size_epochs": cfg.get("full_size_epochs", 0)}
+    if cfg.get("train_crop") or cfg.get("train_resize"):  # crops / shrunk faces, then whole faces at the end
+        params |= {k: cfg[k] for k in ("train_crop", "train_resize") if cfg.get(k)}
+        params["full_size_epochs"] = cfg.get("full_size_epochs", 0)
     if cfg.get("teacher"):
         params["teacher"] = Path(cfg["teacher"]).name
     if plan:  # trained by benchmarks/gpu_flagship.py: say on which GPU

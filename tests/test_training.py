@@ -12,6 +12,7 @@ from emoscope.labels import get_scheme
 from emoscope.models.checkpoint import read_checkpoint
 from emoscope.training import (
     TrainConfig,
+    TrainConfigError,
     class_weight_tensor,
     distillation_loss,
     make_optimizer,
@@ -283,3 +284,40 @@ def test_train_crop_then_whole_faces_for_the_last_epochs(tmp_path, monkeypatch, 
     train(tiny_cfg(tmp_path, epochs=3, batch_size=len(faces), train_crop=40, full_size_epochs=1, augment=augment),
           faces, None, progress=False)
     assert seen == [40, 40, 48]  # one batch per epoch: two cropped epochs, then a whole-face one
+
+
+@pytest.mark.parametrize("crop, expected", [(None, [32, 32, 48]), (40, [32, 32, 48])])
+def test_train_resize_shrinks_faces_until_the_whole_face_epochs(tmp_path, monkeypatch, crop, expected):
+    """Progressive resizing: (cropped) faces shrunk to train_resize, then whole 48-px faces for the last epoch."""
+    from emoscope.models.flagship import EmoVGG
+
+    seen: list[int] = []
+    real_forward = EmoVGG.forward
+
+    def spy(self, x):
+        seen.append(x.shape[-1])
+        return real_forward(self, x)
+
+    monkeypatch.setattr(EmoVGG, "forward", spy)
+    faces = toy_faces()
+    train(tiny_cfg(tmp_path, epochs=3, batch_size=len(faces), train_crop=crop, train_resize=32, full_size_epochs=1),
+          faces, None, progress=False)
+    assert seen == expected
+
+
+@pytest.mark.parametrize("opts, message", [({"train_crop": 64}, "train_crop 64"),
+                                           ({"train_crop": 40, "train_resize": 44}, "train_resize 44")])
+def test_crop_and_resize_sizes_are_checked(tmp_path, opts, message):
+    with pytest.raises(TrainConfigError, match=message):
+        train(tiny_cfg(tmp_path, epochs=1, **opts), toy_faces(), None, progress=False)
+
+
+def test_resize_batch_antialias_keeps_a_fine_pattern_grey():
+    """Shrinking a 1-px checkerboard: antialiased it averages to grey; plain bilinear keeps the aliased pattern."""
+    from emoscope.preprocess import resize_batch
+
+    board = (torch.arange(48)[:, None] + torch.arange(48)[None, :]) % 2
+    x = board.float()[None, None]
+    smooth = resize_batch(x, 32, antialias=True)
+    assert smooth.std() < 0.1 and abs(smooth.mean() - 0.5) < 0.05
+    assert resize_batch(x, 32).std() > smooth.std()

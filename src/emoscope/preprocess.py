@@ -26,8 +26,12 @@ def normalize(x: torch.Tensor, in_chans: int = 1) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of a N x C x H x W batch to ``size`` x ``size`` (no-op when equal)."""
+def resize_batch(x: torch.Tensor, size: int, antialias: bool = False) -> torch.Tensor:
+    """Bilinear resize of a N x C x H x W batch to ``size`` x ``size`` (no-op when equal).
+
+    ``antialias`` low-pass filters first when shrinking (as PIL and OpenCV's INTER_AREA do), so a shrunk face
+    is not aliased."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
-    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                           antialias=antialias)
