@@ -18,6 +18,7 @@ CPU run resumed with ``--resume``); ``--redraw`` draws each variant's curve from
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import common
@@ -117,14 +118,23 @@ def redraw_sources(store: str | Path, model: str, epochs: int, variants: list[st
     return histories, rows
 
 
+def ended_by(row: ResultRow, epochs_run: int) -> str:
+    """Why a run ended: its planned epochs, or the reason its row's notes give (early stopping, time limit)."""
+    if epochs_run >= row.params.get("epochs", 0):
+        return "planned epochs"
+    found = re.search(r"stopped after \d+ of \d+ epochs \(([^)]+)\)", row.notes)
+    return found.group(1) if found else "-"
+
+
 def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: str, command: str) -> Path:
     """``ablations.png`` (curves of every variant) and ``ablations.md`` (one table of all variants) in ``figures``."""
-    table = ["| variant | epochs run | planned | best epoch | best val acc | test acc | test macro-F1 |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    table = ["| variant | epochs run | planned | ended by | best epoch | best val acc | test acc | test macro-F1 |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
     for (name, hist), r in zip(histories.items(), rows, strict=True):
         best = best_epoch(hist)
-        table.append(f"| {name} | {len(hist)} | {r.params.get('epochs', '-')} | {best['epoch']} | "
-                     f"{best.get('val_acc', float('nan')):.4f} | {r.accuracy:.4f} | {r.macro_f1:.4f} |")
+        table.append(f"| {name} | {len(hist)} | {r.params.get('epochs', '-')} | {ended_by(r, len(hist))} | "
+                     f"{best['epoch']} | {best.get('val_acc', float('nan')):.4f} | {r.accuracy:.4f} | "
+                     f"{r.macro_f1:.4f} |")
     return common.write_report(figures, "ablations", histories, f"{model}: regularisation ablation", command, table)
 
 

@@ -238,10 +238,24 @@ def test_a_benchmark_run_stopped_by_its_time_limit_resumes_and_its_row_says_so(t
     (tmp_path / "f" / "ablations.md").unlink()
     monkeypatch.setattr(sys, "argv", [*argv, "--redraw", "--histories", str(tmp_path / "none")])
     ablations.main()
-    assert "| none | 3 | 3 |" in (tmp_path / "f" / "ablations.md").read_text()
+    assert "| none | 3 | 3 | planned epochs |" in (tmp_path / "f" / "ablations.md").read_text()
     history_file.write_text(json.dumps(json.loads(history_file.read_text())[:2]))  # no longer the row's run
     with pytest.raises(SystemExit, match="no history.json of pytorch_4conv_none with 3 epochs"):
         ablations.main()
+
+
+@pytest.mark.parametrize("run, notes, expected", [
+    (30, "", "planned epochs"),
+    (29, "stopped after 29 of 30 epochs (early stopping); resumed at epoch 24", "early stopping"),
+    (29, "stopped after 29 of 30 epochs (time limit); trained on a GPU", "time limit"),
+    (12, "trained elsewhere", "-"),
+])
+def test_the_ablation_table_says_why_each_run_ended(run, notes, expected):
+    from emoscope.results import ResultRow
+
+    row = ResultRow.from_metrics("regularisation ablation", "fer2013", "s", "m", {"accuracy": 0.5, "macro_f1": 0.5},
+                                 params={"epochs": 30}, notes=notes)
+    assert load_benchmark("ablations").ended_by(row, run) == expected
 
 
 #: Benchmark modules that are not command-line scripts with --help: the shared helpers, and the pipeline that
