@@ -161,6 +161,22 @@ def test_local_contrast_norm_is_brightness_and_contrast_invariant() -> None:
     assert lcn.state_dict() == {}  # the Gaussian kernel is fixed, not part of checkpoints
 
 
+def test_local_contrast_norm_pools_the_blurred_maps() -> None:
+    """Across channels: mean over maps of each map's Gaussian blur (the definition), computed as one blur."""
+    lcn = LocalContrastNorm()
+    x = torch.randn(2, 5, 16, 16, dtype=torch.float64)
+
+    def blur_then_mean(t: torch.Tensor) -> torch.Tensor:
+        padded = torch.nn.functional.pad(t, (lcn.pad,) * 4, mode="reflect")
+        k = lcn.kernel.to(t.dtype).expand(t.shape[1], 1, -1, -1)
+        return torch.nn.functional.conv2d(padded, k, groups=t.shape[1]).mean(1, keepdim=True)
+
+    centred = x - blur_then_mean(x)
+    expected = centred / torch.sqrt(blur_then_mean(centred * centred) + lcn.eps)
+    lcn.kernel = lcn.kernel.double()
+    torch.testing.assert_close(lcn(x), expected)
+
+
 def test_conv_and_res_counts() -> None:
     model = create_model("conv_and_res")
     assert len([c for c in _modules(model, nn.Conv2d) if c.kernel_size == (3, 3)]) == 14

@@ -116,10 +116,13 @@ class LocalContrastNorm(nn.Module):
         self.eps = eps
 
     def _smooth(self, x: torch.Tensor) -> torch.Tensor:
+        # Padding and blurring are linear, so the mean over maps of the blurred maps is the blur of their mean:
+        # averaging first blurs one map instead of 64 (the same numbers, a fraction of the work).
+        if self.across_channels:
+            x = x.mean(1, keepdim=True)
         c = x.shape[1]
         x = F.pad(x, (self.pad,) * 4, mode="reflect")
-        out = F.conv2d(x, self.kernel.expand(c, 1, -1, -1), groups=c)
-        return out.mean(1, keepdim=True) if self.across_channels else out
+        return F.conv2d(x, self.kernel.expand(c, 1, -1, -1), groups=c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centred = x - self._smooth(x)
