@@ -29,7 +29,7 @@ from emoscope.evaluation import classification_metrics, predict_proba
 from emoscope.models import model_info
 from emoscope.models.checkpoint import load_model
 from emoscope.results import DEFAULT_MARKDOWN, DEFAULT_STORE, ResultRow, current_command, record
-from emoscope.training import TrainConfig, best_epoch, train
+from emoscope.training import TrainConfig, best_epoch, resolve_device, train
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "datasets"
@@ -245,8 +245,15 @@ def train_and_test(args: argparse.Namespace, cfg: TrainConfig, train_set: FaceSe
 
 def row(args: argparse.Namespace, experiment: str, dataset: str, setting: str, model: str, result: dict[str, Any],
         params: dict[str, Any], notes: str = "") -> ResultRow:
-    """A results row from :func:`train_and_test` output (flip-TTA accuracy and best epoch kept in ``extra``)."""
+    """A results row from :func:`train_and_test` output (flip-TTA accuracy and best epoch kept in ``extra``).
+
+    A run trained here on a GPU names it in ``params``, so its row and a CPU run of the same recipe are two rows
+    (their outcomes can differ: other kernels, other dropout masks), not one replacing the other."""
     extra: dict[str, Any] = {}
+    if not args.trained and "summary" in result:
+        device = resolve_device(args.device)
+        if device.type == "cuda":
+            params = {**params, "device": torch.cuda.get_device_name(device)}
     stopped = ""
     if "flip" in result:
         extra["flip_tta_accuracy"] = result["flip"]["accuracy"]

@@ -258,6 +258,22 @@ def test_the_ablation_table_says_why_each_run_ended(run, notes, expected):
     assert load_benchmark("ablations").ended_by(row, run) == expected
 
 
+@pytest.mark.parametrize("device, expected", [("cpu", None), ("cuda", "Fake GPU 80GB")])
+def test_a_row_trained_on_a_gpu_names_it_so_a_cpu_run_of_the_recipe_does_not_replace_it(monkeypatch, device, expected):
+    import torch
+
+    common = load_benchmark("common")
+    monkeypatch.setattr(common, "resolve_device", lambda name: torch.device(device))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Fake GPU 80GB")
+    args = common.base_parser("x", epochs=1).parse_args([])
+    result = {"metrics": {"accuracy": 0.5, "macro_f1": 0.4}, "train_s": 1.0,
+              "summary": {"best_epoch": 1, "epochs_run": 1}}
+    r = common.row(args, "exp", "fer2013", "s", "m", result, params={"epochs": 1})
+    assert r.params.get("device") == expected
+    args.trained = True  # scoring a run folder trained elsewhere: this machine's device says nothing
+    assert "device" not in common.row(args, "exp", "fer2013", "s", "m", result, params={"epochs": 1}).params
+
+
 #: Benchmark modules that are not command-line scripts with --help: the shared helpers, and the pipeline that
 #: speed.py runs inside the ``fer`` package's own environment (it takes a section name, not options).
 NOT_SCRIPTS = {"common", "fer_pipeline"}
