@@ -274,6 +274,28 @@ def test_a_row_trained_on_a_gpu_names_it_so_a_cpu_run_of_the_recipe_does_not_rep
     assert "device" not in common.row(args, "exp", "fer2013", "s", "m", result, params={"epochs": 1}).params
 
 
+def test_redraw_draws_the_run_that_ended_as_planned_when_a_variant_has_two_rows(tmp_path):
+    from emoscope.results import ResultRow, record
+
+    ablations = load_benchmark("ablations")
+
+    def run(folder: str, n: int, notes: str, date: str) -> ResultRow:
+        hist = [{"epoch": e, "train_acc": 0.5, "val_acc": 0.5 + e / 100} for e in range(1, n + 1)]
+        (tmp_path / folder / "pytorch_4conv_none").mkdir(parents=True)
+        (tmp_path / folder / "pytorch_4conv_none" / "history.json").write_text(json.dumps(hist))
+        return ResultRow("regularisation ablation", "fer2013", "s", "pytorch_4conv", 0.5, 0.5, notes=notes,
+                         params={"variant": "none", "epochs": 30, **({"device": "GPU"} if folder == "gpu" else {})},
+                         extra={"epochs_run": n, "best_epoch": n}, date=date)
+
+    store = tmp_path / "results.json"
+    gpu = run("gpu", 29, "stopped after 29 of 30 epochs (time limit)", "2026-11-20 10:00 UTC")
+    cpu = run("cpu", 30, "", "2026-11-19 10:00 UTC")  # older, but it ran its planned epochs
+    record([gpu, cpu], store, markdown=None)
+    folders = [tmp_path / "gpu", tmp_path / "cpu"]
+    histories, rows = ablations.redraw_sources(store, "pytorch_4conv", 30, ["none"], folders)
+    assert rows[0].params.get("device") is None and len(histories["none"]) == 30
+
+
 #: Benchmark modules that are not command-line scripts with --help: the shared helpers, and the pipeline that
 #: speed.py runs inside the ``fer`` package's own environment (it takes a section name, not options).
 NOT_SCRIPTS = {"common", "fer_pipeline"}
