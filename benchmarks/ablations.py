@@ -96,15 +96,16 @@ def redraw_sources(store: str | Path, model: str, epochs: int, variants: list[st
     """
     histories, rows = {}, []
     stored = ResultsStore(store).rows
+
+    def preference(r: ResultRow) -> tuple[bool, str]:
+        """A run that ended as planned (all its epochs, or early stopping) first, then the newest."""
+        return ended_by(r, r.extra.get("epochs_run", 0)) in ("planned epochs", "early stopping"), r.date
+
     for variant in variants:
-        # Where a variant has a GPU row and a CPU row, draw the run that ended as planned (all its epochs, or early
-        # stopping), then the newest.
-        found_rows = [r for r in stored if r.experiment == "regularisation ablation" and r.model == model
-                      and r.params.get("variant") == variant and r.params.get("epochs") == epochs
-                      and not r.extra.get("limit")]
-        row = max(found_rows, key=lambda r: (ended_by(r, r.extra.get("epochs_run", 0)) in ("planned epochs",
-                                                                                            "early stopping"),
-                                             r.date), default=None)
+        # A variant may have a GPU row and a CPU row (device= tells them apart): draw the preferred one.
+        row = max((r for r in stored if r.experiment == "regularisation ablation" and r.model == model
+                   and r.params.get("variant") == variant and r.params.get("epochs") == epochs
+                   and not r.extra.get("limit")), key=preference, default=None)
         if row is None:
             raise SystemExit(f"{store}: no {model} row for variant {variant!r} at {epochs} planned epochs")
         found = None

@@ -268,8 +268,8 @@ def test_half_precision_keeps_integer_buffers():
     assert half["w"].dtype == torch.float16 and half["n"].dtype == torch.int64
 
 
-@pytest.mark.parametrize("augment", [True, False])
-def test_train_crop_then_whole_faces_for_the_last_epochs(tmp_path, monkeypatch, augment):
+def record_input_sizes(monkeypatch) -> list[int]:
+    """Spy on the flagship's forward: the list fills with the side of every batch it is given."""
     from emoscope.models.flagship import EmoVGG
 
     seen: list[int] = []
@@ -280,29 +280,26 @@ def test_train_crop_then_whole_faces_for_the_last_epochs(tmp_path, monkeypatch, 
         return real_forward(self, x)
 
     monkeypatch.setattr(EmoVGG, "forward", spy)
+    return seen
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_train_crop_then_whole_faces_for_the_last_epochs(tmp_path, monkeypatch, augment):
+    seen = record_input_sizes(monkeypatch)
     faces = toy_faces()
     train(tiny_cfg(tmp_path, epochs=3, batch_size=len(faces), train_crop=40, full_size_epochs=1, augment=augment),
           faces, None, progress=False)
     assert seen == [40, 40, 48]  # one batch per epoch: two cropped epochs, then a whole-face one
 
 
-@pytest.mark.parametrize("crop, expected", [(None, [32, 32, 48]), (40, [32, 32, 48])])
-def test_train_resize_shrinks_faces_until_the_whole_face_epochs(tmp_path, monkeypatch, crop, expected):
+@pytest.mark.parametrize("crop", [None, 40])
+def test_train_resize_shrinks_faces_until_the_whole_face_epochs(tmp_path, monkeypatch, crop):
     """Progressive resizing: (cropped) faces shrunk to train_resize, then whole 48-px faces for the last epoch."""
-    from emoscope.models.flagship import EmoVGG
-
-    seen: list[int] = []
-    real_forward = EmoVGG.forward
-
-    def spy(self, x):
-        seen.append(x.shape[-1])
-        return real_forward(self, x)
-
-    monkeypatch.setattr(EmoVGG, "forward", spy)
+    seen = record_input_sizes(monkeypatch)
     faces = toy_faces()
     train(tiny_cfg(tmp_path, epochs=3, batch_size=len(faces), train_crop=crop, train_resize=32, full_size_epochs=1),
           faces, None, progress=False)
-    assert seen == expected
+    assert seen == [32, 32, 48]
 
 
 @pytest.mark.parametrize("opts, message", [({"train_crop": 64}, "train_crop 64"),

@@ -274,7 +274,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         order = torch.randperm(len(images), generator=g)
         early = epoch < cfg.epochs - cfg.full_size_epochs  # crops / shrunk faces; then whole faces to the end
         crop = train_size if early else size
-        shrink = cfg.train_resize if early and cfg.train_resize else None
+        shrink = cfg.train_resize if early else None
         model.train()
         # Running sums stay on the device: reading them every step would stall a GPU.
         loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
