@@ -101,10 +101,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
     dest = Path(args.dest)
     with tarfile.open(args.tar) as tar:
         tar.extractall(dest, filter="data")
+        # only this archive's runs: ``dest`` may still hold an earlier session's, whose rows were merged (or left
+        # out) then and must not come back over rows recorded since
+        in_tar = sorted(Path(n).stem for n in tar.getnames()
+                        if Path(n).parent == Path("runs/results") and n.endswith(".json"))
     runs = dest / "runs"
     by_run: dict[str, list] = {}  # run name -> the rows its process recorded
     skip = tuple(t for t in args.exclude.split(",") if t)
-    for f in sorted((runs / "results").glob("*.json")):
+    for f in (runs / "results" / f"{name}.json" for name in in_tar):
         if skip and f.stem.startswith(skip):
             print(f"{f.stem}: left out (--exclude)")
             continue
@@ -113,7 +117,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
             r.notes = "; ".join(t for t in (r.notes, args.note) if t)
     rows = [r for rs in by_run.values() for r in rs]
     if rows:
-        record(rows, args.results, markdown_path(args.results))
+        record(rows, args.results, markdown_path(args.results), drop_cut_short=args.drop_cut_short)
     print(f"{len(rows)} row(s) merged into {args.results}")
     figures = Path(args.figures)
     for prefix, module in (("opt_", optimizers), ("abl_", ablations)):
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--exclude", default="", help="comma list of run-name prefixes whose rows are not merged")
     m.add_argument("--note", default="", help="added to every row (where and how the runs were trained)")
     m.add_argument("--results", default=str(HERE / "results.json"))
+    m.add_argument("--drop-cut-short", action="store_true", dest="drop_cut_short",
+                   help="remove the time-limited rows of the recipes whose merged run finished (on any device)")
     m.add_argument("--figures", default=str(HERE / "figures"))
     m.set_defaults(func=cmd_merge)
     args = p.parse_args(argv)

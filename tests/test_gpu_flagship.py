@@ -146,6 +146,8 @@ def test_gpu_reproduce_jobs_and_merge(tmp_path):
     with tarfile.open(tmp_path / "runs.tar.gz", "w:gz") as tar:
         tar.add(runs, arcname="runs")
     store, figures = tmp_path / "results.json", tmp_path / "figures"
+    stale = ResultRow("study", "fer2013", "7-class", "gudi_tflearn", 0.3, 0.2, command="python x.py abl_all")
+    record([stale], tmp_path / "back" / "runs" / "results" / "abl_all.json", None)  # an earlier archive's
     assert gr.main(["merge", "--tar", str(tmp_path / "runs.tar.gz"), "--dest", str(tmp_path / "back"),
                     "--exclude", "fer7_", "--note", "on a GPU", "--results", str(store),
                     "--figures", str(figures)]) == 0

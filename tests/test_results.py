@@ -93,6 +93,31 @@ def test_record_writes_store_and_markdown(tmp_path):
     assert "| x |" not in md.read_text()
 
 
+def test_a_whole_recipe_run_drops_the_time_limited_runs_of_that_recipe_only_when_asked(tmp_path, capsys):
+    store = tmp_path / "results.json"
+    cut = "stopped after 15 of 30 epochs (time limit); trained on one H200"
+    partial_gpu = row(acc=0.61, params={"epochs": 30, "lr": 0.001, "device": "NVIDIA H200"}, notes=cut)
+    early_stop = row(acc=0.60, params={"epochs": 30, "lr": 0.01, "device": "NVIDIA H200"},
+                     notes="stopped after 10 of 30 epochs (early stopping)")
+    partial_cpu = row(acc=0.55, notes="stopped after 3 of 30 epochs (time limit)")
+    other_recipe = row(acc=0.50, params={"epochs": 60, "lr": 0.001, "device": "NVIDIA H200"}, notes=cut)
+    record([partial_gpu, early_stop, partial_cpu, other_recipe], store, None)
+    whole = row(acc=0.66, params={"epochs": 30, "lr": 0.001, "device": "NVIDIA H100 80GB HBM3"}, notes="on an H100")
+
+    record(row(acc=0.62, params=whole.params, notes="stopped after 20 of 30 epochs (time limit)"), store, None,
+           drop_cut_short=True)  # itself cut short: supersedes nothing
+    assert len(ResultsStore(store).rows) == 5
+    record(whole, store, None)  # not asked: the partial rows stay beside it
+    assert len(ResultsStore(store).rows) == 5
+    assert capsys.readouterr().err == ""
+
+    record(whole, store, None, drop_cut_short=True)
+    kept = ResultsStore(store).rows
+    assert sorted(r.accuracy for r in kept) == [0.50, 0.60, 0.66]  # other recipe, early stopping, the whole run
+    err = capsys.readouterr().err
+    assert err.count("dropped") == 2 and "superseded by a run of the whole recipe" in err
+
+
 def _record_many(store: str, prefix: str, n: int) -> None:
     for i in range(n):
         record(row(model=f"{prefix}{i}"), store, None)

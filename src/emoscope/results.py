@@ -20,6 +20,9 @@ from typing import Any
 
 from .labels import EMOTIONS
 
+#: How a row's notes say that a time limit ended its run before the planned epochs (benchmarks/common.py).
+TIME_LIMITED = "epochs (time limit)"
+
 #: Where the benchmark scripts keep their rows and the rendered table, relative to the repository root.
 DEFAULT_STORE = Path("benchmarks/results.json")
 DEFAULT_MARKDOWN = Path("benchmarks/RESULTS.md")
@@ -46,6 +49,17 @@ class ResultRow:
     def key(self) -> tuple[str, str, str, str, str]:
         return (self.experiment, self.dataset, self.setting, self.model,
                 json.dumps(self.params, sort_keys=True, default=str))
+
+    def recipe_key(self) -> tuple[str, str, str, str, str]:
+        """:meth:`key` without ``params["device"]``: the same recipe trained on another device."""
+        params = {k: v for k, v in self.params.items() if k != "device"}
+        return (self.experiment, self.dataset, self.setting, self.model,
+                json.dumps(params, sort_keys=True, default=str))
+
+    @property
+    def cut_short(self) -> bool:
+        """True when a time limit stopped the run before its planned epochs (the benchmarks' notes say so)."""
+        return TIME_LIMITED in self.notes
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> ResultRow:
@@ -102,6 +116,18 @@ class ResultsStore:
                 return True
         self.rows.append(row)
         return False
+
+    def drop_cut_short(self, row: ResultRow) -> list[ResultRow]:
+        """Remove the rows of ``row``'s recipe on any device that a time limit cut short, when ``row`` was not.
+
+        A run that finishes a recipe supersedes the partial runs of the same recipe (e.g. a GPU run stopped by a
+        session's time limit); returns the removed rows so the caller can say what went.
+        """
+        if row.cut_short:
+            return []
+        gone = [r for r in self.rows if r.cut_short and r.key() != row.key() and r.recipe_key() == row.recipe_key()]
+        self.rows = [r for r in self.rows if all(r is not g for g in gone)]
+        return gone
 
     def save(self) -> Path:
         """Write the store atomically (temp file + rename)."""
@@ -178,8 +204,11 @@ def _duration(seconds: float) -> str:
 
 
 def record(rows: ResultRow | Iterable[ResultRow], store: str | Path = DEFAULT_STORE,
-           markdown: str | Path | None = DEFAULT_MARKDOWN) -> Path:
+           markdown: str | Path | None = DEFAULT_MARKDOWN, drop_cut_short: bool = False) -> Path:
     """Upsert ``rows`` into ``store``, save it and re-render ``markdown`` (None: skip). Returns the store path.
+
+    ``drop_cut_short``: also remove the time-limited rows of the same recipes (:meth:`ResultsStore.drop_cut_short`),
+    each named on stderr.
 
     The read-upsert-write runs under an exclusive lock on ``<store>.lock``, so benchmark scripts running side by
     side (one per core, or one per GPU run) cannot drop each other's rows.
@@ -189,6 +218,9 @@ def record(rows: ResultRow | Iterable[ResultRow], store: str | Path = DEFAULT_ST
         st = ResultsStore(store)
         for r in rows:
             st.upsert(r)
+            for gone in st.drop_cut_short(r) if drop_cut_short else []:
+                print(f"{store}: dropped {gone.experiment} / {gone.model} {gone.params} ({gone.notes.split(';')[0]}), "
+                      "superseded by a run of the whole recipe", file=sys.stderr)
         st.save()
         if markdown is not None:
             st.write_markdown(markdown)
@@ -212,5 +244,5 @@ def _locked(store: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-__all__ = ["DEFAULT_MARKDOWN", "DEFAULT_STORE", "ResultRow", "ResultsStore", "current_command", "record",
-           "render_markdown"]
+__all__ = ["DEFAULT_MARKDOWN", "DEFAULT_STORE", "TIME_LIMITED", "ResultRow", "ResultsStore", "current_command",
+           "record", "render_markdown"]
