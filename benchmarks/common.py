@@ -67,6 +67,8 @@ def base_parser(description: str, epochs: int) -> argparse.ArgumentParser:
     p.add_argument("--note", default="",
                    help="added to every row's notes: where and how it ran (e.g. the machine, other jobs beside it)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fp32", action="store_true",
+                   help="train in float32 (default: bfloat16 autocast), e.g. to tell a bf16 effect from the recipe's")
     p.add_argument("--out", help="run folder (default runs/benchmarks/<script>)")
     p.add_argument("--results", default=str(REPO / DEFAULT_STORE),
                    help="results store; RESULTS.md is written beside it")
@@ -195,6 +197,8 @@ def make_config(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Path)
     d["device"] = args.device
     d["time_limit_s"] = args.time_limit
     d["out_dir"] = str(run_dir)
+    if getattr(args, "fp32", False):
+        d["bf16"] = False
     if args.smoke:
         d["model_kwargs"] = {**d.get("model_kwargs", {}), **SMOKE_MODEL_KWARGS.get(d["model"], {})}
     return TrainConfig.from_dict(d)
@@ -303,6 +307,8 @@ def recipe_params(cfg: TrainConfig, keys: tuple[str, ...] = ("optimizer", "lr", 
     """The recipe knobs shown in the results table."""
     d = asdict(cfg)
     out = {k: d[k] for k in keys}
+    if not cfg.bf16:  # a float32 run is another row than the bf16 run of the same recipe
+        out["bf16"] = False
     if cfg.model_kwargs:
         out.update(cfg.model_kwargs)
     return out

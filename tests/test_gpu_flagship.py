@@ -213,6 +213,16 @@ def test_benchmark_time_limits_take_units_and_bare_seconds():
     assert p.parse_args([]).time_limit == 0
 
 
+def test_benchmark_fp32_switch_turns_autocast_off_and_marks_the_row_params(tmp_path):
+    common = load_benchmark("common")
+    p = common.base_parser("x", epochs=1)
+    recipe = {"model": "keras_arch3", "optimizer": "adam", "lr": 1e-3}
+    bf16 = common.make_config(p.parse_args([]), recipe, tmp_path)
+    fp32 = common.make_config(p.parse_args(["--fp32"]), recipe, tmp_path)
+    assert bf16.bf16 and not fp32.bf16
+    assert "bf16" not in common.recipe_params(bf16) and common.recipe_params(fp32)["bf16"] is False
+
+
 def test_a_benchmark_run_stopped_by_its_time_limit_resumes_and_its_row_says_so(tmp_path, monkeypatch):
     from emoscope.labels import EMOTIONS
 
