@@ -10,6 +10,7 @@ touching ``benchmarks/results.json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -312,6 +313,13 @@ def recipe_params(cfg: TrainConfig, keys: tuple[str, ...] = ("optimizer", "lr", 
     if cfg.model_kwargs:
         out.update(cfg.model_kwargs)
     return out
+
+
+def weights_label(path: str | Path) -> str:
+    """``name.pt (sha256 0123456789ab)``: which weights a row used, by content, since a shipped file keeps its name
+    when a new model replaces it."""
+    path = Path(path)
+    return f"{path.name} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:12]})"
 
 
 def input_size(name: str) -> int:

@@ -45,7 +45,7 @@ def main() -> None:
         m = common.evaluate(fer_model, fer_meta, faces)
         rows.append(common.row(args, "cross-dataset", "FER-2013 -> muxspace", f"{MUX_SETTING}; {where}",
                                fer_meta["model_name"], {"metrics": m}, {"trained_on": "FER-2013"},
-                               notes=f"weights {weights.name}"))
+                               notes=f"weights {common.weights_label(weights)}"))
         print(f"FER-2013 model on muxspace {where} ({len(faces)} faces): accuracy {m['accuracy']:.4f}, "
               f"macro-F1 {m['macro_f1']:.4f}")
 

@@ -42,7 +42,8 @@ def main() -> None:
     shipped, meta = load_model(weights)
     m = common.evaluate(shipped, meta, test_set)
     rows = [common.row(args, "transfer", "muxspace", setting, name, {"metrics": m},
-                       {"start": "FER-2013 weights", "training": "none"}, notes=f"weights {weights.name}")]
+                       {"start": "FER-2013 weights", "training": "none"},
+                       notes=f"weights {common.weights_label(weights)}")]
     common.save_rows(args, rows[-1:])
     print(f"[{name}] shipped, no fine-tuning: test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
 
@@ -53,7 +54,8 @@ def main() -> None:
         result = common.train_and_test(args, cfg, train_set, val_set, test_set,
                                        init_weights=weights if start != "scratch" else None)
         rows.append(common.row(args, "transfer", "muxspace", setting, name, result,
-                               {"start": start, **common.recipe_params(cfg)}))
+                               {"start": start, **common.recipe_params(cfg)},
+                               notes="" if start == "scratch" else f"weights {common.weights_label(weights)}"))
         common.save_rows(args, rows[-1:])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -221,6 +222,16 @@ def test_benchmark_fp32_switch_turns_autocast_off_and_marks_the_row_params(tmp_p
     fp32 = common.make_config(p.parse_args(["--fp32"]), recipe, tmp_path)
     assert bf16.bf16 and not fp32.bf16
     assert "bf16" not in common.recipe_params(bf16) and common.recipe_params(fp32)["bf16"] is False
+
+
+def test_benchmark_weights_label_names_the_file_and_its_content(tmp_path):
+    common = load_benchmark("common")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "m.pt").write_bytes(b"v2")
+    (tmp_path / "m.pt").write_bytes(b"v3")
+    old, new = common.weights_label(tmp_path / "a" / "m.pt"), common.weights_label(tmp_path / "m.pt")
+    assert old.startswith("m.pt (sha256 ") and new.startswith("m.pt (sha256 ") and old != new
+    assert new == f"m.pt (sha256 {hashlib.sha256(b'v3').hexdigest()[:12]})"
 
 
 def test_a_benchmark_run_stopped_by_its_time_limit_resumes_and_its_row_says_so(tmp_path, monkeypatch):
