@@ -236,6 +236,7 @@ def test_benchmark_weights_label_names_the_file_and_its_content(tmp_path):
 
 def test_a_benchmark_run_stopped_by_its_time_limit_resumes_and_its_row_says_so(tmp_path, monkeypatch):
     from emoscope.labels import EMOTIONS
+    from emoscope.results import ResultsStore
 
     monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
     fer_like_folder(tmp_path / "fer", tuple(EMOTIONS))
@@ -252,9 +253,11 @@ def test_a_benchmark_run_stopped_by_its_time_limit_resumes_and_its_row_says_so(t
     monkeypatch.setattr(sys, "argv", [*argv, "--time-limit", "1e-6"])
     ablations.main()
     assert notes() == "stopped after 1 of 3 epochs (time limit); on a test machine"
+    assert ResultsStore(store).rows[0].cut_short  # what merge --drop-cut-short reads
     monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
     ablations.main()
     assert notes() == "resumed at epoch 2; on a test machine"
+    assert not ResultsStore(store).rows[0].cut_short
     history_file = tmp_path / "runs" / "pytorch_4conv_none" / "history.json"
     assert [h["epoch"] for h in json.loads(history_file.read_text())] == [1, 2, 3]
 
