@@ -18,7 +18,6 @@ CPU run resumed with ``--resume``); ``--redraw`` draws each variant's curve from
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import common
@@ -128,8 +127,7 @@ def ended_by(row: ResultRow, epochs_run: int) -> str:
     """Why a run ended: its planned epochs, or the reason its row's notes give (early stopping, time limit)."""
     if epochs_run >= row.params.get("epochs", 0):
         return "planned epochs"
-    found = re.search(r"stopped after \d+ of \d+ epochs \(([^)]+)\)", row.notes)
-    return found.group(1) if found else "-"
+    return row.stopped_by or "-"
 
 
 def report(histories: dict[str, list[dict]], rows: list, figures: Path, model: str, command: str) -> Path:

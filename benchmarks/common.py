@@ -198,7 +198,7 @@ def make_config(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Path)
     d["device"] = args.device
     d["time_limit_s"] = args.time_limit
     d["out_dir"] = str(run_dir)
-    if getattr(args, "fp32", False):
+    if args.fp32:
         d["bf16"] = False
     if args.smoke:
         d["model_kwargs"] = {**d.get("model_kwargs", {}), **SMOKE_MODEL_KWARGS.get(d["model"], {})}

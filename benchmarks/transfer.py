@@ -40,10 +40,10 @@ def main() -> None:
     train_set, val_set, test_set = common.muxspace_splits(args, size=common.input_size(name))
     setting = "legend.csv cleaned, neutral/happy <= 500, seeded 60/20/20; test split"
     shipped, meta = load_model(weights)
+    label = f"weights {common.weights_label(weights)}"
     m = common.evaluate(shipped, meta, test_set)
     rows = [common.row(args, "transfer", "muxspace", setting, name, {"metrics": m},
-                       {"start": "FER-2013 weights", "training": "none"},
-                       notes=f"weights {common.weights_label(weights)}")]
+                       {"start": "FER-2013 weights", "training": "none"}, notes=label)]
     common.save_rows(args, rows[-1:])
     print(f"[{name}] shipped, no fine-tuning: test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
 
@@ -55,7 +55,7 @@ def main() -> None:
                                        init_weights=weights if start != "scratch" else None)
         rows.append(common.row(args, "transfer", "muxspace", setting, name, result,
                                {"start": start, **common.recipe_params(cfg)},
-                               notes="" if start == "scratch" else f"weights {common.weights_label(weights)}"))
+                               notes="" if start == "scratch" else label))
         common.save_rows(args, rows[-1:])
 
 

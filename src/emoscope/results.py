@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,8 +21,8 @@ from typing import Any
 
 from .labels import EMOTIONS
 
-#: How a row's notes say that a time limit ended its run before the planned epochs (benchmarks/common.py).
-TIME_LIMITED = "epochs (time limit)"
+#: How a row's notes say why its run ended before the planned epochs (written by benchmarks/common.py's ``row``).
+STOPPED_EARLY = re.compile(r"stopped after \d+ of \d+ epochs \(([^)]+)\)")
 
 #: Where the benchmark scripts keep their rows and the rendered table, relative to the repository root.
 DEFAULT_STORE = Path("benchmarks/results.json")
@@ -47,19 +48,25 @@ class ResultRow:
     date: str = ""
 
     def key(self) -> tuple[str, str, str, str, str]:
-        return (self.experiment, self.dataset, self.setting, self.model,
-                json.dumps(self.params, sort_keys=True, default=str))
+        return self._key(self.params)
 
     def recipe_key(self) -> tuple[str, str, str, str, str]:
         """:meth:`key` without ``params["device"]``: the same recipe trained on another device."""
-        params = {k: v for k, v in self.params.items() if k != "device"}
-        return (self.experiment, self.dataset, self.setting, self.model,
-                json.dumps(params, sort_keys=True, default=str))
+        return self._key({k: v for k, v in self.params.items() if k != "device"})
+
+    def _key(self, params: dict[str, Any]) -> tuple[str, str, str, str, str]:
+        return self.experiment, self.dataset, self.setting, self.model, json.dumps(params, sort_keys=True, default=str)
+
+    @property
+    def stopped_by(self) -> str | None:
+        """Why the run ended before its planned epochs ("time limit", "early stopping"), as its notes say; else None."""
+        found = STOPPED_EARLY.search(self.notes)
+        return found.group(1) if found else None
 
     @property
     def cut_short(self) -> bool:
-        """True when a time limit stopped the run before its planned epochs (the benchmarks' notes say so)."""
-        return TIME_LIMITED in self.notes
+        """True when a time limit stopped the run before its planned epochs."""
+        return self.stopped_by == "time limit"
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> ResultRow:
@@ -244,5 +251,5 @@ def _locked(store: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-__all__ = ["DEFAULT_MARKDOWN", "DEFAULT_STORE", "TIME_LIMITED", "ResultRow", "ResultsStore", "current_command",
+__all__ = ["DEFAULT_MARKDOWN", "DEFAULT_STORE", "STOPPED_EARLY", "ResultRow", "ResultsStore", "current_command",
            "record", "render_markdown"]
