@@ -17,13 +17,17 @@ script makes the most of one command:
 
 Which candidate ships is decided on PublicTest alone, by the rule written here before any run:
 the highest best-epoch PublicTest accuracy wins, except that a wider model (``emovgg_l``) must beat
-the best ``emovgg_m`` run by at least 0.5 points, because it costs ~1.8x the CPU time per face.
+the best ``emovgg_m`` run by at least 0.5 points, because it costs ~1.8x the CPU time per face (a narrower one,
+``emovgg_s``, needs no margin).
 PrivateTest is evaluated afterwards on the CPU machine, once, for the chosen model.
 
     python benchmarks/gpu_flagship.py pack --data ../shared/datasets/fer2013 --out .gpu_data/fer2013_trainval.npz
     python benchmarks/gpu_flagship.py run --data .gpu_data/fer2013_trainval.npz --budget-s 480 --out OUT \\
         --configs configs/flagship_v3.json,configs/flagship_v3_l.json,configs/flagship_v3_reg.json
     python benchmarks/gpu_flagship.py score --runs runs/gpu        # back here: PublicTest and PrivateTest
+
+``run --fixed-epochs --seeds 0,1`` trains recipes sized for another machine (the 2-hour CPU configs) at their own
+epoch counts, once per seed (``benchmarks/FLAGSHIP_CPU.md``).
 
 ``unpack`` writes a packed file back as an image folder (for other scripts on the GPU machine, e.g.
 ``reproduce.py --train-only``). The device session that shipped v3 is described in ``benchmarks/FLAGSHIP_V3.md``.
@@ -46,12 +50,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from emoscope.datasets import FaceSet
+    from emoscope.training import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITS = ("training", "publictest")
 WIDE_MARGIN = 0.005  # a wider candidate must beat the best emovgg_m run on PublicTest by this much
+WIDER = ("emovgg_l",)  # the candidates that cost more CPU time per face than emovgg_m
 
 
 def images_digest(images: np.ndarray) -> str:
@@ -157,13 +167,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     runs = Path(args.runs)
     children = {}
-    for cfg_path in args.configs.split(","):
-        name = Path(cfg_path).stem
+    for cfg_path, seed in ((c, s) for c in args.configs.split(",") for s in args.seeds):
+        name = Path(cfg_path).stem + (f"_seed{seed}" if seed is not None else "")
         run_dir = runs / name
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, __file__, "child", "--data", str(data), "--config", cfg_path,
                "--run-dir", str(run_dir), "--deadline", str(deadline), "--max-epochs", str(args.max_epochs),
-               "--device", args.device] + (["--smoke"] if args.smoke else [])
+               "--device", args.device] + (["--smoke"] if args.smoke else []) + \
+            (["--fixed-epochs"] if args.fixed_epochs else []) + (["--seed", str(seed)] if seed is not None else [])
         with open(run_dir / "train.log", "w") as log:  # the child keeps its own copy of the file handle
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         children[name] = (proc, run_dir)
@@ -218,7 +229,7 @@ def choose(candidates: dict[str, dict]) -> str | None:
         return None
     best = max(done, key=lambda n: done[n]["best_publictest_acc"])
     m_runs = [n for n, c in done.items() if c.get("model") == "emovgg_m"]
-    if done[best].get("model") != "emovgg_m" and m_runs:
+    if done[best].get("model") in WIDER and m_runs:
         best_m = max(m_runs, key=lambda n: done[n]["best_publictest_acc"])
         if done[best]["best_publictest_acc"] - done[best_m]["best_publictest_acc"] < WIDE_MARGIN:
             return best_m
@@ -239,8 +250,12 @@ def cmd_child(args: argparse.Namespace) -> int:
         val_set = val_set.subset(rng.choice(len(val_set), 256, replace=False))
     cfg_dict = json.loads(Path(args.config).read_text())
     cfg_dict.update(device=args.device, out_dir=str(args.run_dir))
+    if args.seed is not None:
+        cfg_dict["seed"] = args.seed
     cfg = TrainConfig.from_dict(cfg_dict)
     torch.backends.cudnn.benchmark = True
+    if args.fixed_epochs:  # the config's own epochs (a recipe sized for another machine), no calibration
+        return train_planned(args, cfg, train_set, val_set, min(cfg.epochs, args.max_epochs), {"calibration_s": 0.0})
 
     # Calibrate: three short epochs of the real loop on a slice; the third one's time is the steady state.
     n_cal = min(len(train_set), (2 if args.smoke else 40) * cfg.batch_size)
@@ -254,11 +269,23 @@ def cmd_child(args: argparse.Namespace) -> int:
     epoch_s = per_face * (len(train_set) + len(val_set) / 3) * 1.15
     left = args.deadline - time.time() - 10
     epochs = max(1, min(args.max_epochs, math.floor(left / epoch_s)))
-    command = (f"emoscope train --config {args.config} --epochs {epochs} --device {args.device} "
+    return train_planned(args, cfg, train_set, val_set, epochs,
+                         {"calibration_s": round(time.time() - t, 1), "estimated_epoch_s": round(epoch_s, 2)})
+
+
+def train_planned(args: argparse.Namespace, cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, epochs: int,
+                  timing: dict) -> int:
+    """Write ``plan.json`` and ``command.txt`` (the command that reproduces the run), then train ``epochs``."""
+    import torch
+
+    from emoscope.training import train
+
+    seed = f" --seed {args.seed}" if args.seed is not None else ""
+    command = (f"emoscope train --config {args.config} --epochs {epochs} --device {args.device}{seed} "
                f"--data ../shared/datasets/fer2013 --train-split training --val-split publictest --out {args.run_dir}")
-    plan = {"model": cfg.model, "config": args.config, "epochs": epochs, "calibration_s": round(time.time() - t, 1),
-            "estimated_epoch_s": round(epoch_s, 2), "device": torch.cuda.get_device_name() if
-            torch.cuda.is_available() else "cpu", "torch": torch.__version__, "command": command}
+    plan = {"model": cfg.model, "config": args.config, "seed": cfg.seed, "epochs": epochs, **timing,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "torch": torch.__version__, "command": command}
     (Path(args.run_dir) / "plan.json").write_text(json.dumps(plan, indent=2))
     print(json.dumps(plan), flush=True)
     cfg = dataclasses.replace(cfg, epochs=epochs)
@@ -309,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--runs", default="runs/gpu")
     r.add_argument("--out", required=True)
     r.add_argument("--smoke", action="store_true", help="train on a few hundred faces (checks the flow)")
+    r.add_argument("--fixed-epochs", action="store_true", dest="fixed_epochs",
+                   help="train each config's own epochs instead of fitting them to the budget (e.g. recipes sized for "
+                        "the 2-hour CPU run); a run the deadline stops does not count")
+    r.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], default=[None],
+                   help="comma list of seeds: one run per config and seed, named <config>_seed<N> "
+                        "(default: one run per config, its own seed)")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("score", help="score every candidate on PublicTest and PrivateTest (after choosing)")
     s.add_argument("--runs", default="runs/gpu")
@@ -322,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--max-epochs", type=int, default=300, dest="max_epochs")
     c.add_argument("--device", default="cuda")
     c.add_argument("--smoke", action="store_true")
+    c.add_argument("--fixed-epochs", action="store_true", dest="fixed_epochs")
+    c.add_argument("--seed", type=int)
     c.set_defaults(func=cmd_child)
     args = p.parse_args(argv)
     return args.func(args)

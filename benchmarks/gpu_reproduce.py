@@ -8,7 +8,9 @@ history and log in one ``runs.tar.gz``.
 
 1. here: ``python benchmarks/gpu_flagship.py pack --splits training,publictest,privatetest
    --out .gpu_data/fer2013_all.npz.xz`` (fer6 re-splits all 35,887 faces, so PrivateTest travels too);
-2. on the device: ``python benchmarks/gpu_reproduce.py run --data .gpu_data/fer2013_all.npz.xz --out $OUT``;
+2. on the device: ``python benchmarks/gpu_reproduce.py run --data .gpu_data/fer2013_all.npz.xz --out $OUT``
+   (the ``xfer_`` runs, muxspace -> FER-2013 transfer, also need a muxspace-trained model at ``--mux-weights``, e.g.
+   ``cp runs/benchmarks/transfer/emovgg_m_scratch/best.pt .gpu_data/muxspace_emovgg_m.pt``);
 3. here: ``python benchmarks/gpu_reproduce.py merge --tar OUT/runs.tar.gz --note "..."``: the rows go into
    ``benchmarks/results.json`` (and RESULTS.md), the optimizer and ablation figures are redrawn from the histories.
 """
@@ -30,7 +32,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def jobs(epochs_override: int | None = None) -> dict[str, list[str]]:
+#: Where ``run`` finds the muxspace-trained model of the muxspace -> FER-2013 transfer runs (it travels in .gpu_data).
+MUX_WEIGHTS = ".gpu_data/muxspace_emovgg_m.pt"
+
+
+def jobs(epochs_override: int | None = None, mux_weights: str = MUX_WEIGHTS) -> dict[str, list[str]]:
     """One command line (script + its own arguments) per run, keyed by a short name."""
     from reproduce import EXPERIMENTS
 
@@ -42,6 +48,11 @@ def jobs(epochs_override: int | None = None) -> dict[str, list[str]]:
         out[f"opt_{opt}"] = ["optimizers.py", "--optimizers", opt, "--epochs", "30"]
     for v in ("none", "dropout", "l2", "augmentation", "early_stopping", "all"):
         out[f"abl_{v}"] = ["ablations.py", "--variants", v, "--epochs", "30"]
+    # the other way round of transfer.py's default: a muxspace model fine-tuned on FER-2013, against scratch
+    xfer = ["transfer.py", "--direction", "muxspace-to-fer", "--weights", mux_weights, "--epochs", "20"]
+    out["xfer_m2f_finetune"] = [*xfer, "--starts", "none,finetune", "--finetune-lr", "0.01"]
+    out["xfer_m2f_finetune_hi"] = [*xfer, "--starts", "finetune", "--finetune-lr", "0.05"]
+    out["xfer_m2f_scratch"] = [*xfer, "--starts", "scratch", "--scratch-lr", "0.05"]
     if epochs_override:
         for argv in out.values():
             if "--epochs" in argv:
@@ -67,7 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     procs = {}
-    chosen = {n: argv for n, argv in jobs(args.epochs).items() if not args.only or n.startswith(tuple(args.only))}
+    chosen = {n: argv for n, argv in jobs(args.epochs, args.mux_weights).items()
+              if not args.only or n.startswith(tuple(args.only))}
     for name, (script, *rest) in chosen.items():
         cmd = [sys.executable, str(HERE / script), *rest, "--fer", str(folder), "--device", args.device,
                "--threads", str(args.threads), "--no-progress", "--time-limit", str(args.time_limit),
@@ -151,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--epochs", type=int, help="override every run's epochs (smoke checks)")
     r.add_argument("--only", type=lambda t: t.split(","), default=[], help="comma list of run-name prefixes to run")
     r.add_argument("--threads", type=int, default=1, help="CPU threads per run (testing runs on the CPU)")
+    r.add_argument("--mux-weights", default=MUX_WEIGHTS, dest="mux_weights",
+                   help="the muxspace-trained model the xfer_ runs fine-tune on FER-2013")
     r.add_argument("--extra", default="", help="more arguments for every script (e.g. '--limit 5')")
     r.set_defaults(func=cmd_run)
     m = sub.add_parser("merge", help="here: rows into the results store, figures redrawn")

@@ -70,6 +70,8 @@ def test_shipping_rule(gpu_flagship):
     # a wider net must win by at least half a point over the best emovgg_m run
     assert choose({"m": run("emovgg_m", 0.700), "l": run("emovgg_l", 0.704)}) == "m"
     assert choose({"m": run("emovgg_m", 0.700), "l": run("emovgg_l", 0.706)}) == "l"
+    # a narrower one needs no margin
+    assert choose({"m": run("emovgg_m", 0.700), "s": run("emovgg_s", 0.701)}) == "s"
     # unfinished runs do not count
     assert choose({"m": run("emovgg_m", 0.72, done=9), "l": run("emovgg_l", 0.70)}) == "l"
     assert choose({"m": run("emovgg_m", None)}) is None
@@ -127,7 +129,8 @@ def test_gpu_reproduce_jobs_and_merge(tmp_path):
 
     gr = load_benchmark("gpu_reproduce")
     jobs = gr.jobs()
-    assert len(jobs) == 19 and jobs["fer6_keras_arch6"][:3] == ["reproduce.py", "--experiment", "fer6"]
+    assert len(jobs) == 22 and jobs["fer6_keras_arch6"][:3] == ["reproduce.py", "--experiment", "fer6"]
+    assert jobs["xfer_m2f_scratch"][jobs["xfer_m2f_scratch"].index("--weights") + 1] == gr.MUX_WEIGHTS
     assert all(argv[argv.index("--epochs") + 1] == "2" for argv in gr.jobs(2).values())
 
     runs = tmp_path / "runs"
@@ -338,3 +341,51 @@ def test_every_benchmark_script_starts(script):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout
+
+
+def test_transfer_the_other_way_round_fine_tunes_a_model_on_fer2013(tmp_path, monkeypatch):
+    from emoscope.cli import main as cli
+    from emoscope.labels import EMOTIONS
+    from emoscope.results import ResultsStore
+
+    monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
+    fer_like_folder(tmp_path / "fer", tuple(EMOTIONS))
+    source = tmp_path / "source"  # stands in for a muxspace-trained model: any 7-class checkpoint
+    assert cli(["train", "--data", str(tmp_path / "fer"), "--model", "emovgg_t", "--epochs", "1",
+                "--batch-size", "4", "--val-split", "publictest", "--out", str(source)]) == 0
+    transfer = load_benchmark("transfer")
+    store = tmp_path / "results.json"
+    base = ["transfer.py", "--fer", str(tmp_path / "fer"), "--out", str(tmp_path / "runs"), "--results", str(store),
+            "--figures", str(tmp_path / "fig"), "--epochs", "1", "--batch-size", "4", "--no-progress"]
+    monkeypatch.setattr(sys, "argv", [*base, "--direction", "muxspace-to-fer"])
+    with pytest.raises(SystemExit, match="needs --weights"):
+        transfer.main()
+    monkeypatch.setattr(sys, "argv", [*base, "--direction", "muxspace-to-fer", "--weights", str(source / "best.pt")])
+    transfer.main()
+    rows = ResultsStore(store).rows
+    assert sorted(r.params["start"] for r in rows) == ["muxspace weights", "muxspace weights", "scratch"]
+    assert all(r.dataset == "fer2013" and r.setting.endswith("PrivateTest") and len(r.per_class_f1) == 7 for r in rows)
+    assert all("sha256" in r.notes for r in rows if r.params["start"] != "scratch")
+    assert (tmp_path / "runs" / "emovgg_t_finetune" / "best.pt").exists()
+    monkeypatch.setattr(sys, "argv", [*base, "--starts", "scratch,bogus"])
+    with pytest.raises(SystemExit, match="unknown bogus"):
+        transfer.main()
+
+
+def test_fixed_epochs_and_seeds_make_one_run_per_config_and_seed(gpu_flagship, tmp_path, monkeypatch):
+    from emoscope.labels import EMOTIONS
+
+    monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
+    fer_like_folder(tmp_path / "fer", tuple(EMOTIONS))
+    cfg = tmp_path / "cpu_recipe.json"
+    cfg.write_text(json.dumps({"model": "emovgg_t", "epochs": 140, "batch_size": 4, "threads": 1}))
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    assert gpu_flagship.main(["run", "--data", str(tmp_path / "fer"), "--configs", str(cfg), "--seeds", "0,1",
+                              "--fixed-epochs", "--max-epochs", "1", "--device", "cpu", "--budget-s", "120",
+                              "--runs", str(runs), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["candidates"]) == ["cpu_recipe_seed0", "cpu_recipe_seed1"]
+    plans = [gpu_flagship.read_plan(runs / f"cpu_recipe_seed{s}") for s in (0, 1)]
+    assert [p["seed"] for p in plans] == [0, 1] and all(p["epochs"] == 1 and p["calibration_s"] == 0 for p in plans)
+    assert plans[1]["command"].startswith(f"emoscope train --config {cfg} --epochs 1 --device cpu --seed 1 ")
+    assert (out / "cpu_recipe_seed1" / "best.pt").exists()
