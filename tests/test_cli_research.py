@@ -135,3 +135,20 @@ def test_explain_bad_image(tmp_path, weights, capsys):
     assert main(["explain", str(bad), "--weights", str(weights), "--out", str(tmp_path / "o")]) == 2
     assert "decodable" in capsys.readouterr().err
     assert main(["explain", str(bad), "--weights", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_explain_crops_the_largest_face_of_a_photo(tmp_path, capsys):
+    from emoscope.samples import astronaut_bgr
+
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), astronaut_bgr())
+    assert main(["explain", str(photo), "--out", str(tmp_path / "a")]) == 0
+    assert "explaining the largest of 1 face(s)" in capsys.readouterr().err
+    assert main(["explain", str(photo), "--out", str(tmp_path / "b"), "--detector", "none"]) == 0
+    assert "explaining the centre square (--detector none)" in capsys.readouterr().err
+
+
+def test_explain_says_when_a_photo_has_no_face(photo, tmp_path, capsys):
+    assert main(["explain", str(photo), "--out", str(tmp_path / "f")]) == 0  # 120x90 noise with a drawn blob
+    err = capsys.readouterr().err
+    assert "no face found" in err and "centre square" in err

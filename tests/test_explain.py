@@ -109,6 +109,33 @@ def test_grad_cam_uses_last_conv_run():
     assert last is convs[-1]
 
 
+def test_grad_cam_weighs_the_activation_after_the_last_conv():
+    model = create_model("emovgg_s").eval()
+    x = explain.model_input(META, faces(1)[0])
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    layer = explain._cam_layer(model, x)
+    assert isinstance(layer, nn.ReLU) and layer is not convs[-1]
+    # a conv followed by pooling, no activation: the conv itself
+    bare = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 7)).eval()
+    assert explain._cam_layer(bare, x) is bare[0]
+
+
+def test_grad_cam_of_the_shipped_model_on_a_real_smile_is_not_empty():
+    """Regression: on the raw last-conv output (before BatchNorm and ReLU) this CAM was zero everywhere."""
+    from emoscope.faces import crop_faces, get_detector
+    from emoscope.models.checkpoint import load_model
+    from emoscope.samples import astronaut_bgr
+    from emoscope.weights import resolve_weights
+
+    model, meta = load_model(resolve_weights(None))
+    photo = astronaut_bgr()
+    (det,) = get_detector("auto").detect(photo)
+    x = explain.model_input(meta, crop_faces(photo, [det], 48, 0.1)[0])
+    cam, t, probs = explain.grad_cam(model, x)
+    assert meta["classes"][t] == "happy" and probs[t] > 0.5
+    assert cam.max() == pytest.approx(1.0) and 0.02 < (cam > 0.5).mean() < 0.8  # a region, not all or nothing
+
+
 def test_grad_cam_without_conv_raises():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
     with pytest.raises(ValueError, match="no nn.Conv2d"):

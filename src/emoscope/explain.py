@@ -183,15 +183,44 @@ def _last_conv(model: nn.Module, x: torch.Tensor) -> nn.Conv2d:
     return order[-1]
 
 
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
+
+
+def _cam_layer(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """The module whose output Grad-CAM weighs: the activation that runs right after the last conv (its block's
+    feature maps, >= 0 as Grad-CAM assumes), else that conv itself.
+
+    The raw conv output (before BatchNorm and ReLU) is the wrong map: on the shipped model it is negative wherever
+    the class evidence is, and the CAM of a 95 %-confident 'happy' came out zero everywhere.
+    """
+    last = _last_conv(model, x)
+    order: list[nn.Module] = []
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    after = order[len(order) - 1 - order[::-1].index(last) + 1:]
+    for m in after:
+        if isinstance(m, ACTIVATIONS):
+            return m
+        if not isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.Identity)):
+            break  # pooling, a linear layer, ...: no activation belongs to this conv
+    return last
+
+
 def grad_cam(model: nn.Module, x: torch.Tensor, target: int | None = None,
              layer: nn.Module | None = None) -> tuple[np.ndarray, int, np.ndarray]:
-    """Grad-CAM (Selvaraju et al. 2017) on ``layer`` (default: the last conv run).
+    """Grad-CAM (Selvaraju et al. 2017) on ``layer`` (default: the activation after the last conv run).
 
     Returns (heat map H x W in [0, 1] at the input's size, target class, class probabilities).
     The heat map is ReLU(sum_k w_k A_k) with w_k the spatial mean of d score / d A_k.
     """
     model.eval()
-    layer = layer or _last_conv(model, x)
+    layer = layer or _cam_layer(model, x)
     store: dict[str, torch.Tensor] = {}
 
     def hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:

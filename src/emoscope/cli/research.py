@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _csv_list(text: str) -> list[str]:
@@ -78,17 +82,43 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+#: An image no larger than this (pixels a side) is taken as a face crop already (FER-2013's are 48x48).
+FACE_CROP_MAX_SIDE = 96
+
+
+def explain_input(path: str, detector: str, size: int = 48) -> np.ndarray:
+    """The ``size`` x ``size`` gray face that ``explain`` explains: the largest face the detector finds in a photo
+    (cropped and aligned as ``predict`` crops it), else the centre square; says which on stderr."""
+    from ..datasets.images import center_square, read_image, to_gray
+    from ..faces import DEFAULT_MARGIN, crop_faces, get_detector
+
+    image = read_image(path)
+    if detector == "none" or max(image.shape[:2]) <= FACE_CROP_MAX_SIDE:
+        why = "--detector none" if detector == "none" else f"{image.shape[1]}x{image.shape[0]}, taken as a face crop"
+        print(f"{path}: explaining the centre square ({why})", file=sys.stderr)
+        return center_square(to_gray(image), size)
+    det = get_detector(detector)
+    faces = det.detect(image)
+    if not faces:
+        print(f"{path}: no face found by the {det.name} detector; explaining the centre square of the picture "
+              "(crop the face yourself, or try --detector haar)", file=sys.stderr)
+        return center_square(to_gray(image), size)
+    largest = max(faces, key=lambda d: d.box[2] * d.box[3])
+    print(f"{path}: explaining the largest of {len(faces)} face(s), box x,y,w,h = "
+          f"{','.join(map(str, largest.box))} ({det.name} detector)", file=sys.stderr)
+    return crop_faces(image, [largest], size, DEFAULT_MARGIN.get(det.name.split("-")[0], 0.1))[0]
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..datasets.images import center_square, read_gray
     from ..explain import explain_face
     from ..models.checkpoint import load_model
     from ..weights import resolve_weights
 
     args.weights = resolve_weights(args.weights)
     model, meta = load_model(args.weights)
-    face = center_square(read_gray(args.image), 48)
+    face = explain_input(args.image, args.detector)
     images = labels = None
     if args.data:
         from ..datasets import load_dataset
@@ -101,6 +131,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         pick = np.sort(np.random.default_rng(args.seed).permutation(len(pool))[: args.limit])
         pool = pool.subset(pick)
         if pool.images.shape[1:] != (48, 48):
+            from ..datasets.images import center_square
+
             pool.images = np.stack([center_square(im, 48) for im in pool.images])
         images, labels = pool.images, pool.labels
     for p in explain_face(model, meta, face, args.out, images, labels):
@@ -131,7 +163,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_baselines)
 
     e = sub.add_parser("explain", help="figures that explain a model's prediction for one image")
-    e.add_argument("image", help="a face crop or any photo (centre square, 48x48 gray)")
+    e.add_argument("image", help="a face crop, or a photo: its largest face is explained (see --detector)")
+    e.add_argument("--detector", default="auto", help="face detector for photos: auto, blazeface, haar, or none "
+                                                     "(explain the centre square)")
     e.add_argument("--weights", help="checkpoint or a shipped model: default, fast (default: default)")
     e.add_argument("--out", required=True, help="folder for the PNG figures")
     e.add_argument("--data", help="optional labelled dataset: adds eigenfaces, mean faces and misclassified grid")
