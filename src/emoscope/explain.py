@@ -168,19 +168,30 @@ def plot_feature_maps(model: nn.Module, face: np.ndarray, path: str | Path, mode
     return save_figure(fig, path)
 
 
-def _last_conv(model: nn.Module, x: torch.Tensor) -> nn.Conv2d:
-    """The conv layer that runs last in the forward pass (found by hooks, not by registration order)."""
+def _run_order(model: nn.Module, x: torch.Tensor, modules: list[nn.Module]) -> list[nn.Module]:
+    """``modules`` in the order a forward pass on ``x`` runs them (one entry per call; found by hooks)."""
     order: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for _, m in conv_layers(model)]
+    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m in modules]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
-    if not order:
+    return order
+
+
+def _last_conv_index(order: list[nn.Module]) -> int:
+    convs = [i for i, m in enumerate(order) if isinstance(m, nn.Conv2d)]
+    if not convs:
         raise ValueError("the model has no nn.Conv2d layer; Grad-CAM needs one")
-    return order[-1]
+    return convs[-1]
+
+
+def _last_conv(model: nn.Module, x: torch.Tensor) -> nn.Conv2d:
+    """The conv layer that runs last in the forward pass (found by hooks, not by registration order)."""
+    order = _run_order(model, x, [m for _, m in conv_layers(model)])
+    return order[_last_conv_index(order)]
 
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
@@ -193,23 +204,14 @@ def _cam_layer(model: nn.Module, x: torch.Tensor) -> nn.Module:
     The raw conv output (before BatchNorm and ReLU) is the wrong map: on the shipped model it is negative wherever
     the class evidence is, and the CAM of a 95 %-confident 'happy' came out zero everywhere.
     """
-    last = _last_conv(model, x)
-    order: list[nn.Module] = []
-    leaves = [m for m in model.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(lambda m, i, o: order.append(m)) for m in leaves]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    after = order[len(order) - 1 - order[::-1].index(last) + 1:]
-    for m in after:
+    order = _run_order(model, x, [m for m in model.modules() if not list(m.children())])  # every leaf, one pass
+    last = _last_conv_index(order)
+    for m in order[last + 1:]:
         if isinstance(m, ACTIVATIONS):
             return m
         if not isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.Identity)):
             break  # pooling, a linear layer, ...: no activation belongs to this conv
-    return last
+    return order[last]
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target: int | None = None,

@@ -29,7 +29,7 @@ import torch
 from .datasets.images import _from_array, _from_pil, _is_pil, center_square, read_image, to_gray
 from .evaluation import TTA_MODES, predict_proba
 from .export import file_sha256, read_onnx_metadata
-from .faces import DEFAULT_MARGIN, Detection, FaceDetector, crop_faces, detect_many, get_detector
+from .faces import Detection, FaceDetector, crop_faces, default_margin, detect_many, get_detector
 from .models.checkpoint import load_model
 from .preprocess import MEAN, STD
 
@@ -177,7 +177,7 @@ class Recognizer:
         self.in_chans = int(self.backend.meta["in_chans"])
         self.detector = None if detector is None or detector == "none" else get_detector(detector)
         dname = "none" if self.detector is None else getattr(self.detector, "name", "")
-        self.margin = margin if margin is not None else DEFAULT_MARGIN.get(dname.split("-")[0], 0.1)
+        self.margin = margin if margin is not None else default_margin(dname)
         self.tta, self.color, self.batch_size, self.min_face = tta, color, batch_size, min_face
 
     @staticmethod

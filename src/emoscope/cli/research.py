@@ -90,7 +90,7 @@ def explain_input(path: str, detector: str, size: int = 48) -> np.ndarray:
     """The ``size`` x ``size`` gray face that ``explain`` explains: the largest face the detector finds in a photo
     (cropped and aligned as ``predict`` crops it), else the centre square; says which on stderr."""
     from ..datasets.images import center_square, read_image, to_gray
-    from ..faces import DEFAULT_MARGIN, crop_faces, get_detector
+    from ..faces import crop_faces, default_margin, get_detector
 
     image = read_image(path)
     if detector == "none" or max(image.shape[:2]) <= FACE_CROP_MAX_SIDE:
@@ -106,7 +106,7 @@ def explain_input(path: str, detector: str, size: int = 48) -> np.ndarray:
     largest = max(faces, key=lambda d: d.box[2] * d.box[3])
     print(f"{path}: explaining the largest of {len(faces)} face(s), box x,y,w,h = "
           f"{','.join(map(str, largest.box))} ({det.name} detector)", file=sys.stderr)
-    return crop_faces(image, [largest], size, DEFAULT_MARGIN.get(det.name.split("-")[0], 0.1))[0]
+    return crop_faces(image, [largest], size, default_margin(det.name))[0]
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
