@@ -10,7 +10,7 @@ import torch
 from emoscope.cli import main
 from emoscope.labels import EMOTIONS
 from emoscope.models import create_model
-from emoscope.models.checkpoint import atomic_save, model_meta
+from emoscope.models.checkpoint import atomic_save, model_meta, read_checkpoint
 from test_datasets import make_folder
 
 
@@ -58,10 +58,11 @@ def test_train_cli_with_config_and_overrides(fer_folder, tmp_path, capsys):
     cfg.write_text(json.dumps({"model": "emovgg_s", "model_kwargs": {"width": 8}, "epochs": 5, "bf16": False}))
     out = tmp_path / "run"
     code = main(["train", "--config", str(cfg), "--data", str(fer_folder), "--epochs", "1", "--batch-size", "8",
-                 "--set", "augment=false", "--out", str(out)])
+                 "--set", "augment=false", "--ema-decay", "0.99", "--out", str(out)])
     assert code == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["batch_size"] == 8 and saved["augment"] is False
+    assert saved["ema_decay"] == 0.99 and "ema" in read_checkpoint(out / "last.pt")
     assert saved["time_limit_s"] == 0  # no --time-limit: none
     assert saved["model_kwargs"] == {"width": 8}
     command = (out / "command.txt").read_text()  # the model card quotes it
@@ -91,6 +92,7 @@ def test_train_refuses_an_empty_class(fer_folder, tmp_path, capsys):
 @pytest.mark.parametrize("flags,message", [
     (["--model", "nope"], "unknown model 'nope'"),
     (["--set", "epochz=3"], "unknown training option(s): epochz"),
+    (["--ema-decay", "1"], "ema_decay 1.0 must be in [0, 1)"),
     (["--optimizer", "sgd", "--set", "schedule=\"sometimes\""], "unknown schedule"),
 ])
 def test_train_config_mistakes_are_one_line_errors(fer_folder, tmp_path, capsys, flags, message):

@@ -318,3 +318,55 @@ def test_resize_batch_antialias_keeps_a_fine_pattern_grey():
     smooth = resize_batch(x, 32, antialias=True)
     assert smooth.std() < 0.1 and abs(smooth.mean() - 0.5) < 0.05
     assert resize_batch(x, 32).std() > smooth.std()
+
+
+def test_update_ema_averages_float_state_and_copies_counters():
+    from emoscope.training import update_ema
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    ema = __import__("copy").deepcopy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.train()(torch.randn(4, 1, 6, 6))  # moves the running statistics and the batch counter
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    update_ema(ema, model, 0.9)
+    for k, v in ema.state_dict().items():
+        m = model.state_dict()[k]
+        if v.is_floating_point():
+            assert torch.allclose(v, 0.9 * before[k] + 0.1 * m), k
+        else:
+            assert torch.equal(v, m), k
+
+
+def test_ema_decay_warms_up_then_holds():
+    from emoscope.training import ema_decay_at
+
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay_at(0.999, 90) == pytest.approx(91 / 100)
+    assert ema_decay_at(0.999, 100_000) == 0.999
+
+
+def test_an_ema_run_validates_and_ships_the_average_and_resumes_exactly(tmp_path):
+    faces = toy_faces(12)
+    full = tiny_cfg(tmp_path / "a", ema_decay=0.9)
+    train(full, faces, faces, progress=False)
+    parts = tiny_cfg(tmp_path / "b", ema_decay=0.9)
+    train(parts, faces, faces, progress=False, stop_after=1)
+    train(parts, faces, faces, progress=False, resume=True)
+    a = read_checkpoint(tmp_path / "a" / "run" / "last.pt")
+    b = read_checkpoint(tmp_path / "b" / "run" / "last.pt")
+    for k in a["ema"]:
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
+    # The shipped best.pt holds the average, not the raw weights of its epoch (one epoch: best is last).
+    train(tiny_cfg(tmp_path / "d", ema_decay=0.9, epochs=1), faces, faces, progress=False)
+    best = read_checkpoint(tmp_path / "d" / "run" / "best.pt")
+    last = read_checkpoint(tmp_path / "d" / "run" / "last.pt")
+    key = "body.0.0.weight"
+    assert torch.equal(best["model"][key], last["ema"][key])
+    assert not torch.equal(best["model"][key], last["model"][key])
+    with pytest.raises(TrainConfigError, match="ema_decay"):
+        train(tiny_cfg(tmp_path / "c", ema_decay=1.0), faces, faces, progress=False)
+    with pytest.raises(TrainConfigError, match="ema_decay differ"):
+        train(tiny_cfg(tmp_path / "b", ema_decay=0.5), faces, faces, progress=False, resume=True)

@@ -7,6 +7,7 @@ Everything a run needs is in :class:`TrainConfig`; a run directory receives ``co
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -61,6 +62,9 @@ class TrainConfig:
     # Progressive resizing: before those last epochs, each (cropped) training batch is also shrunk to this many
     # pixels a side, which makes a step cheaper (the whole face, at less detail; None: no resize).
     train_resize: int | None = None
+    # Keep an exponential moving average of the weights (BatchNorm statistics included) with this decay per step,
+    # e.g. 0.999 (0: off). The average is what is validated and saved as best.pt, so it is the model that ships.
+    ema_decay: float = 0.0
     early_stopping: int = 0  # stop after this many epochs without val improvement (0: never)
     time_limit_s: float = 0.0  # stop before an epoch that would end past this many seconds of training (0: never)
     init_weights: str | None = None  # start from this checkpoint's weights (fine-tuning; head reset if shapes differ)
@@ -187,6 +191,23 @@ def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(w / w[w > 0].mean(), dtype=torch.float32)
 
 
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``ema <- decay * ema + (1 - decay) * model`` for every float tensor of the state (weights and BatchNorm
+    running statistics); integer buffers (BatchNorm's batch counter) are copied."""
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+        if e.is_floating_point():
+            e.lerp_(m, 1.0 - decay)
+        else:
+            e.copy_(m)
+
+
+def ema_decay_at(decay: float, step: int) -> float:
+    """The decay used after optimiser step ``step`` (0-based): ramped up as ``(1 + step) / (10 + step)`` so that the
+    average does not keep the random initial weights for thousands of steps (as timm's ModelEma warm-up does)."""
+    return min(decay, (1 + step) / (10 + step))
+
+
 def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, resume: bool = False,
           progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``train_set``; select the best epoch on ``val_set``. Returns a summary dict.
@@ -209,6 +230,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     train_size = cfg.train_crop or size
     if not 8 <= train_size <= size:
         raise TrainConfigError(f"train_crop {cfg.train_crop} must be between 8 and the model's input size {size}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise TrainConfigError(f"ema_decay {cfg.ema_decay} must be in [0, 1): 0 turns the average off, 0.999 is usual")
     if cfg.train_resize is not None and not 8 <= cfg.train_resize <= train_size:
         raise TrainConfigError(f"train_resize {cfg.train_resize} must be between 8 and the crop size {train_size}")
 
@@ -219,6 +242,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         load_initial_weights(model, cfg.init_weights)
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
     opt = make_optimizer(cfg, model.parameters())
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay else None
     # A last batch of one face breaks BatchNorm; fold it away instead.
     steps_per_epoch = max(1, len(train_set) // cfg.batch_size if len(train_set) % cfg.batch_size == 1
                           else math.ceil(len(train_set) / cfg.batch_size))
@@ -233,7 +257,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     if resume and (out / "last.pt").exists():
         ck = read_checkpoint(out / "last.pt")
         saved = ck.get("train_config", {})
-        changed = [k for k in ("model", "epochs", "batch_size", "schedule", "lr") if saved.get(k) != asdict(cfg)[k]]
+        keys = ("model", "epochs", "batch_size", "schedule", "lr", "ema_decay")  # a run saved before an option
+        changed = [k for k in keys if saved.get(k, getattr(TrainConfig, k)) != asdict(cfg)[k]]  # had its default
         # A constant or plateau schedule does not depend on the epoch count, so a run may be extended (say from
         # 30 to its recipe's 50 epochs) and be the same as one planned that long; one-cycle and cosine may not.
         if (changed == ["epochs"] and cfg.schedule in ("constant", "plateau")
@@ -245,6 +270,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
                 "resume with the same config or start a new --out folder"
             )
         model.load_state_dict(ck["model"])
+        if ema is not None:
+            ema.load_state_dict(ck.get("ema", ck["model"]))  # a run saved before the option: start from its weights
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start_epoch, history = ck["epoch"] + 1, ck["history"]
@@ -312,6 +339,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                update_ema(ema, model, ema_decay_at(cfg.ema_decay, epoch * steps_per_epoch + step))
             if per_batch:
                 sched.step()
             loss_sum += loss.detach() * len(y)
@@ -328,7 +357,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             "train_acc": float(correct) / seen,
         }
         if val_set is not None and len(val_set):
-            probs = predict_proba(model, val_set.images, tta=cfg.val_tta, input_size=size,
+            probs = predict_proba(ema if ema is not None else model, val_set.images, tta=cfg.val_tta, input_size=size,
                                   in_chans=info.in_chans, bf16=cfg.bf16)
             row["val_loss"] = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)),
                                                torch.from_numpy(val_set.labels)))
@@ -347,11 +376,14 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
             "rng": torch.get_rng_state(), "train_config": asdict(cfg),
         }
+        if ema is not None:
+            state["ema"] = ema.state_dict()
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
         atomic_save(state, out / "last.pt")
         if improved:
-            atomic_save({**meta, "model": model.state_dict(), "epoch": epoch, "best_acc": best_acc,
+            shipped = ema if ema is not None else model
+            atomic_save({**meta, "model": shipped.state_dict(), "epoch": epoch, "best_acc": best_acc,
                          "train_config": asdict(cfg)}, out / "best.pt")
         replot = time.time() - last_plot > 30
         write_history(history, out, plot=replot)

@@ -18,7 +18,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg_dict: dict = json.loads(Path(args.config).read_text()) if args.config else {}
     for key in ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
-                "label_smoothing", "mixup_alpha", "seed", "early_stopping", "train_crop", "threads",
+                "label_smoothing", "mixup_alpha", "seed", "early_stopping", "train_crop", "ema_decay", "threads",
                 "device"):
         val = getattr(args, key, None)
         if val is not None:
@@ -62,6 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--mixup-alpha", type=float, dest="mixup_alpha")
     t.add_argument("--early-stopping", type=int, dest="early_stopping")
     t.add_argument("--train-crop", type=int, dest="train_crop")
+    t.add_argument("--ema-decay", type=float, dest="ema_decay",
+                   help="validate and save a moving average of the weights with this decay per step, e.g. 0.999")
     t.add_argument("--time-limit", type=duration_arg("m"), dest="time_limit", metavar="DURATION",
                    help="stop before an epoch that would end after this much training: 90m, 2h, 1h30m, 600s; "
                         "a bare number counts minutes")
