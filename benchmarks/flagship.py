@@ -70,6 +70,8 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
     if cfg.get("train_crop") or cfg.get("train_resize"):  # crops / shrunk faces, then whole faces at the end
         params |= {k: cfg[k] for k in ("train_crop", "train_resize") if cfg.get(k)}
         params["full_size_epochs"] = cfg.get("full_size_epochs", 0)
+    if cfg.get("ema_decay"):  # validated and saved a moving average of the weights
+        params["ema_decay"] = cfg["ema_decay"]
     if cfg.get("teacher"):
         params["teacher"] = Path(cfg["teacher"]).name
     if plan:  # trained by benchmarks/gpu_flagship.py: say on which GPU
