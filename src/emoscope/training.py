@@ -243,6 +243,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
     opt = make_optimizer(cfg, model.parameters())
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay else None
+    shipped = model if ema is None else ema  # the weights validated each epoch and saved as best.pt
     # A last batch of one face breaks BatchNorm; fold it away instead.
     steps_per_epoch = max(1, len(train_set) // cfg.batch_size if len(train_set) % cfg.batch_size == 1
                           else math.ceil(len(train_set) / cfg.batch_size))
@@ -271,7 +272,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             )
         model.load_state_dict(ck["model"])
         if ema is not None:
-            ema.load_state_dict(ck.get("ema", ck["model"]))  # a run saved before the option: start from its weights
+            ema.load_state_dict(ck["ema"])  # saved beside the model whenever ema_decay was on (checked above)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start_epoch, history = ck["epoch"] + 1, ck["history"]
@@ -357,7 +358,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             "train_acc": float(correct) / seen,
         }
         if val_set is not None and len(val_set):
-            probs = predict_proba(ema if ema is not None else model, val_set.images, tta=cfg.val_tta, input_size=size,
+            probs = predict_proba(shipped, val_set.images, tta=cfg.val_tta, input_size=size,
                                   in_chans=info.in_chans, bf16=cfg.bf16)
             row["val_loss"] = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)),
                                                torch.from_numpy(val_set.labels)))
@@ -382,7 +383,6 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
         atomic_save(state, out / "last.pt")
         if improved:
-            shipped = ema if ema is not None else model
             atomic_save({**meta, "model": shipped.state_dict(), "epoch": epoch, "best_acc": best_acc,
                          "train_config": asdict(cfg)}, out / "best.pt")
         replot = time.time() - last_plot > 30
