@@ -104,8 +104,8 @@ def test_grad_cam_uses_last_conv_run():
     x = explain.model_input(META, faces(1)[0])
     cam, _, _ = explain.grad_cam(model, x)
     assert cam.shape == (48, 48)
-    last = explain._last_conv(model, x)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    last = explain._run_order(model, x, convs)[-1]
     assert last is convs[-1]
 
 

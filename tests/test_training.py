@@ -54,15 +54,18 @@ def test_loss_falls_and_run_folder_is_complete(tmp_path):
     assert ck["model_name"] == "emovgg_s" and ck["classes"][0] == "angry"
 
 
+def whole_and_resumed(tmp_path, faces, **cfg) -> tuple[dict, dict]:
+    """The last.pt of one run trained at once (in ``a``) and of the same run stopped after an epoch and resumed
+    (in ``b``)."""
+    train(tiny_cfg(tmp_path / "a", **cfg), faces, faces, progress=False)
+    parts = tiny_cfg(tmp_path / "b", **cfg)
+    train(parts, faces, faces, progress=False, stop_after=1)
+    train(parts, faces, faces, progress=False, resume=True)
+    return read_checkpoint(tmp_path / "a" / "run" / "last.pt"), read_checkpoint(tmp_path / "b" / "run" / "last.pt")
+
+
 def test_resume_gives_identical_results(tmp_path):
-    faces = toy_faces(12)
-    cfg_a = tiny_cfg(tmp_path / "a", augment=True, mixup_alpha=0.2)
-    train(cfg_a, faces, faces, progress=False)
-    cfg_b = tiny_cfg(tmp_path / "b", augment=True, mixup_alpha=0.2)
-    train(cfg_b, faces, faces, progress=False, stop_after=1)
-    train(cfg_b, faces, faces, progress=False, resume=True)
-    a = read_checkpoint(tmp_path / "a" / "run" / "last.pt")
-    b = read_checkpoint(tmp_path / "b" / "run" / "last.pt")
+    a, b = whole_and_resumed(tmp_path, toy_faces(12), augment=True, mixup_alpha=0.2)
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
@@ -350,13 +353,7 @@ def test_ema_decay_warms_up_then_holds():
 
 def test_an_ema_run_validates_and_ships_the_average_and_resumes_exactly(tmp_path):
     faces = toy_faces(12)
-    full = tiny_cfg(tmp_path / "a", ema_decay=0.9)
-    train(full, faces, faces, progress=False)
-    parts = tiny_cfg(tmp_path / "b", ema_decay=0.9)
-    train(parts, faces, faces, progress=False, stop_after=1)
-    train(parts, faces, faces, progress=False, resume=True)
-    a = read_checkpoint(tmp_path / "a" / "run" / "last.pt")
-    b = read_checkpoint(tmp_path / "b" / "run" / "last.pt")
+    a, b = whole_and_resumed(tmp_path, faces, ema_decay=0.9)
     for k in a["ema"]:
         assert torch.equal(a["ema"][k], b["ema"][k]), k
     # The shipped best.pt holds the average, not the raw weights of its epoch (one epoch: best is last).

@@ -181,19 +181,6 @@ def _run_order(model: nn.Module, x: torch.Tensor, modules: list[nn.Module]) -> l
     return order
 
 
-def _last_conv_index(order: list[nn.Module]) -> int:
-    convs = [i for i, m in enumerate(order) if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise ValueError("the model has no nn.Conv2d layer; Grad-CAM needs one")
-    return convs[-1]
-
-
-def _last_conv(model: nn.Module, x: torch.Tensor) -> nn.Conv2d:
-    """The conv layer that runs last in the forward pass (found by hooks, not by registration order)."""
-    order = _run_order(model, x, [m for _, m in conv_layers(model)])
-    return order[_last_conv_index(order)]
-
-
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
 
 
@@ -205,7 +192,10 @@ def _cam_layer(model: nn.Module, x: torch.Tensor) -> nn.Module:
     the class evidence is, and the CAM of a 95 %-confident 'happy' came out zero everywhere.
     """
     order = _run_order(model, x, [m for m in model.modules() if not list(m.children())])  # every leaf, one pass
-    last = _last_conv_index(order)
+    convs = [i for i, m in enumerate(order) if isinstance(m, nn.Conv2d)]  # in run order, not registration order
+    if not convs:
+        raise ValueError("the model has no nn.Conv2d layer; Grad-CAM needs one")
+    last = convs[-1]
     for m in order[last + 1:]:
         if isinstance(m, ACTIVATIONS):
             return m

@@ -49,13 +49,14 @@ BLAZEFACE_MODELS: dict[str, tuple[str, int, list[tuple[int, int]]]] = {
 #: 50.2 % at 0.3) and within 0.2 points of the best for Haar.
 DEFAULT_MARGIN = {"blazeface": 0.10, "haar": 0.10, "none": 0.0}
 
+#: The smallest face the full-range network finds, as a fraction of the side it sees (its 192-px input):
+#: measured 7.5 px found, 5 px missed; 1/20 keeps a margin. Sets how many tile sizes a big picture needs.
+_MIN_FACE_FRACTION = 1 / 20
+
 
 def default_margin(detector_name: str) -> float:
     """The crop margin (fraction of the box side) that suits a detector's boxes, by its name ("blazeface-fast", ...)."""
     return DEFAULT_MARGIN.get(detector_name.split("-")[0], 0.1)
-#: The smallest face the full-range network finds, as a fraction of the side it sees (its 192-px input):
-#: measured 7.5 px found, 5 px missed; 1/20 keeps a margin. Sets how many tile sizes a big picture needs.
-_MIN_FACE_FRACTION = 1 / 20
 
 
 @dataclass
