@@ -14,7 +14,7 @@ from .durations import duration_arg
 def cmd_train(args: argparse.Namespace) -> int:
     from ..datasets import load_dataset
     from ..datasets.splits import check_classes_present
-    from ..training import TrainConfig, train
+    from ..training import TrainConfig, TrainConfigError, train
 
     cfg_dict: dict = json.loads(Path(args.config).read_text()) if args.config else {}
     for key in ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
@@ -24,6 +24,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if val is not None:
             cfg_dict[key] = val
     if args.time_limit is not None:
+        if args.budget is not None:
+            raise TrainConfigError("give --budget or --time-limit, not both: --budget sets its own time limit")
         cfg_dict["time_limit_s"] = args.time_limit
     for kv in args.set or []:
         k, _, v = kv.partition("=")
@@ -42,9 +44,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not (args.resume and command_file.exists()):  # a resumed run keeps the command that started it
         command_file.parent.mkdir(parents=True, exist_ok=True)
         command_file.write_text(shlex.join(["emoscope", *getattr(args, "argv", [])]) + "\n")
+    if args.budget is not None:
+        cfg = fit_budget(cfg, args, train_set, val_set)
     summary = train(cfg, train_set, val_set, resume=args.resume)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def fit_budget(cfg, args: argparse.Namespace, train_set, val_set):
+    """``--budget``: the epochs that fit it on this machine (``--epochs``, when given, caps them), with the
+    budget left after calibration as the time limit. A resumed run keeps the plan it started with."""
+    from dataclasses import replace
+
+    from ..budget import plan_epochs
+
+    out = Path(cfg.out_dir)
+    if args.resume and (out / "last.pt").exists() and (out / "plan.json").exists():
+        plan = json.loads((out / "plan.json").read_text())
+        print(f"resuming a budgeted run: {plan['epochs']} epochs, as planned when it started ({out / 'plan.json'})")
+        return replace(cfg, epochs=plan["epochs"], time_limit_s=plan["time_limit_s"])
+    print(f"timing a few epochs to fit the {args.budget / 60:g}-minute budget ...", flush=True)
+    plan = plan_epochs(cfg, train_set, val_set, args.budget, max_epochs=args.epochs)
+    crop = f", {plan.crop_epoch_s:.1f} s on crops" if plan.crop_epoch_s is not None else ""
+    print(f"one epoch takes about {plan.epoch_s:.1f} s on whole faces{crop}; planned {plan.epochs} epochs, "
+          f"about {plan.estimated_s / 60:.1f} of {args.budget / 60:g} minutes")
+    cfg = replace(cfg, epochs=plan.epochs, time_limit_s=args.budget - plan.calibration_s)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps({**plan.to_dict(), "time_limit_s": cfg.time_limit_s}, indent=2))
+    return cfg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,6 +94,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--time-limit", type=duration_arg("m"), dest="time_limit", metavar="DURATION",
                    help="stop before an epoch that would end after this much training: 90m, 2h, 1h30m, 600s; "
                         "a bare number counts minutes")
+    t.add_argument("--budget", type=duration_arg("m"), metavar="DURATION",
+                   help="train as many epochs as fit this wall time on this machine (2h, 90m; a bare number counts "
+                        "minutes): a few timed epochs plan the count, so the schedule ends inside it; --epochs caps it")
     t.add_argument("--threads", type=int)
     t.add_argument("--device", help="auto (default: a CUDA GPU when PyTorch sees one), cpu, cuda or cuda:N")
     t.add_argument("--seed", type=int)
