@@ -41,7 +41,6 @@ import hashlib
 import io
 import json
 import lzma
-import math
 import os
 import shutil
 import signal
@@ -239,8 +238,9 @@ def choose(candidates: dict[str, dict]) -> str | None:
 def cmd_child(args: argparse.Namespace) -> int:
     import torch
 
+    from emoscope.budget import plan_epochs
     from emoscope.datasets import load_dataset
-    from emoscope.training import TrainConfig, train
+    from emoscope.training import TrainConfig
 
     fs = load_dataset(args.data, progress=False)
     train_set, val_set = fs.split("training"), fs.split("publictest")
@@ -257,20 +257,13 @@ def cmd_child(args: argparse.Namespace) -> int:
     if args.fixed_epochs:  # the config's own epochs (a recipe sized for another machine), no calibration
         return train_planned(args, cfg, train_set, val_set, min(cfg.epochs, args.max_epochs), {"calibration_s": 0.0})
 
-    # Calibrate: three short epochs of the real loop on a slice; the third one's time is the steady state.
-    n_cal = min(len(train_set), (2 if args.smoke else 40) * cfg.batch_size)
-    cal = dataclasses.replace(cfg, epochs=3, out_dir=str(Path(args.run_dir) / "calibration"))
-    t = time.time()
-    train(cal, train_set.subset(np.arange(n_cal)), None, progress=False)
-    hist = json.loads((Path(cal.out_dir) / "history.json").read_text())
-    per_face = (hist[2]["elapsed_s"] - hist[1]["elapsed_s"]) / n_cal
-    # Validation costs about a third of a training step per face; 1.15: runs sharing a GPU can run slower
-    # than their calibration said (one was stopped 2 epochs short in the v3 session).
-    epoch_s = per_face * (len(train_set) + len(val_set) / 3) * 1.15
-    left = args.deadline - time.time() - 10
-    epochs = max(1, min(args.max_epochs, math.floor(left / epoch_s)))
-    return train_planned(args, cfg, train_set, val_set, epochs,
-                         {"calibration_s": round(time.time() - t, 1), "estimated_epoch_s": round(epoch_s, 2)})
+    # Plan the epochs that fit before the deadline from a few timed epochs on a slice (emoscope.budget). Margin
+    # 1.15: runs sharing a GPU can run slower than their calibration said (one was stopped 2 epochs short in the
+    # v3 session).
+    plan = plan_epochs(cfg, train_set, val_set, budget_s=args.deadline - time.time() - 10,
+                       max_epochs=args.max_epochs, faces=(2 if args.smoke else 40) * cfg.batch_size, margin=1.15)
+    return train_planned(args, cfg, train_set, val_set, plan.epochs,
+                         {"calibration_s": round(plan.calibration_s, 1), "estimated_epoch_s": round(plan.epoch_s, 2)})
 
 
 def train_planned(args: argparse.Namespace, cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, epochs: int,

@@ -390,3 +390,18 @@ def test_fixed_epochs_and_seeds_make_one_run_per_config_and_seed(gpu_flagship, t
     assert [p["seed"] for p in plans] == [0, 1] and all(p["epochs"] == 1 and p["calibration_s"] == 0 for p in plans)
     assert plans[1]["command"].startswith(f"emoscope train --config {cfg} --epochs 1 --device cpu --seed 1 ")
     assert (out / "cpu_recipe_seed1" / "best.pt").exists()
+
+
+def test_a_calibrated_run_plans_its_epochs_from_timed_ones(gpu_flagship, tmp_path, monkeypatch):
+    from emoscope.labels import EMOTIONS
+
+    monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
+    fer_like_folder(tmp_path / "fer", tuple(EMOTIONS))
+    cfg = tmp_path / "recipe.json"
+    cfg.write_text(json.dumps({"model": "emovgg_t", "epochs": 140, "batch_size": 4, "threads": 1, "bf16": False}))
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    assert gpu_flagship.main(["run", "--data", str(tmp_path / "fer"), "--configs", str(cfg), "--max-epochs", "2",
+                              "--device", "cpu", "--budget-s", "120", "--runs", str(runs), "--out", str(out)]) == 0
+    plan = gpu_flagship.read_plan(runs / "recipe")
+    assert plan["epochs"] == 2 and plan["calibration_s"] > 0 and plan["estimated_epoch_s"] > 0
+    assert plan["command"].startswith(f"emoscope train --config {cfg} --epochs 2 --device cpu ")
