@@ -7,8 +7,13 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .durations import duration_arg
+
+if TYPE_CHECKING:
+    from ..datasets import FaceSet
+    from ..training import TrainConfig
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -51,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def fit_budget(cfg, args: argparse.Namespace, train_set, val_set):
+def fit_budget(cfg: TrainConfig, args: argparse.Namespace, train_set: FaceSet, val_set: FaceSet | None) -> TrainConfig:
     """``--budget``: the epochs that fit it on this machine (``--epochs``, when given, caps them), with the
     budget left after calibration as the time limit. A resumed run keeps the plan it started with."""
     from dataclasses import replace
