@@ -1,16 +1,20 @@
-"""Fitting a recipe to a wall-clock budget: the calibration's scaling, the plan's arithmetic, the CLI."""
+"""Fitting a recipe to a wall-clock budget: the calibration's scaling, the plan's arithmetic, replanning a run
+whose epochs slow down (and resuming it exactly), the CLI."""
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from emoscope import budget
-from emoscope.budget import plan_epochs, time_epoch
+from emoscope.budget import EpochPlan, Replanner, plan_epochs, time_epoch
 from emoscope.cli import main
-from emoscope.training import TrainConfigError
+from emoscope.models.checkpoint import read_checkpoint
+from emoscope.training import TrainConfigError, train
 from test_cli_core import fer_folder  # noqa: F401  (a fixture)
-from test_training import tiny_cfg, toy_faces
+from test_training import record_input_sizes, tiny_cfg, toy_faces
 
 
 def test_time_epoch_scales_the_third_epoch_of_a_slice_to_the_whole_split(tmp_path, monkeypatch):
@@ -81,13 +85,77 @@ def test_train_budget_plans_caps_and_resumes_with_its_plan(fer_folder, tmp_path,
     assert saved["time_limit_s"] == pytest.approx(30 - plan["calibration_s"], abs=0.01)
     assert len(json.loads((out / "history.json").read_text())) == plan["epochs"]
     assert "planned" in capsys.readouterr().out
-    plan["epochs"] = 3  # a resumed run trains to the plan it started with, without calibrating again
-    (out / "plan.json").write_text(json.dumps(plan))
-    assert budget_run(fer_folder, out, "--budget", "0.5", "--epochs", "3", "--resume") == 0
-    assert "as planned when it started" in capsys.readouterr().out
-    assert len(json.loads((out / "history.json").read_text())) == 3
+    # resumed, the run keeps the plan it started with (no second calibration) and, being done, trains no more
+    assert budget_run(fer_folder, out, "--budget", "0.5", "--epochs", "2", "--resume") == 0
+    said = capsys.readouterr().out
+    assert "as planned when it started" in said and "timing a few epochs" not in said
+    assert len(json.loads((out / "history.json").read_text())) == plan["epochs"]
 
 
 def test_train_budget_and_time_limit_together_is_an_error(fer_folder, tmp_path, capsys):  # noqa: F811
     assert budget_run(fer_folder, tmp_path / "r", "--budget", "2h", "--time-limit", "1h") == 2
     assert "give --budget or --time-limit, not both" in capsys.readouterr().err
+
+
+def shorten_after(epochs_done: int, to: int):
+    """A replan hook that cuts the run to ``to`` epochs once ``epochs_done`` epochs have run."""
+    return lambda history, epochs: to if len(history) >= epochs_done else epochs
+
+
+def test_a_replanned_run_follows_the_shorter_schedule_and_moves_its_whole_face_tail(tmp_path, monkeypatch):
+    seen = record_input_sizes(monkeypatch)
+    faces = toy_faces()  # 168 faces: three batches of 56 per epoch
+    cfg = dict(schedule="onecycle", batch_size=56, train_crop=40, full_size_epochs=1)
+    summary = train(tiny_cfg(tmp_path / "r", epochs=6, **cfg), faces, None, progress=False,
+                    replan=shorten_after(2, 4))
+    assert summary["epochs_run"] == 4 and summary["stopped"] is None
+    assert seen == [40] * 9 + [48] * 3  # the whole-face epoch is the last of the four
+    lr = {}
+    for epochs in (4, 6):
+        train(tiny_cfg(tmp_path / str(epochs), epochs=epochs, **cfg), faces, None, progress=False)
+        lr[epochs] = [row["lr"] for row in json.loads((tmp_path / str(epochs) / "run" / "history.json").read_text())]
+    hist = json.loads((tmp_path / "r" / "run" / "history.json").read_text())
+    assert [row.get("planned_epochs") for row in hist] == [6, 4, 4, None]  # the last epoch asks nothing
+    # up to the replan the learning rate is the 6-epoch run's; after it, the 4-epoch run's, step for step
+    assert [row["lr"] for row in hist] == pytest.approx(lr[6][:2] + lr[4][2:])
+    assert lr[4][2] < lr[6][2]
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_a_replanned_run_resumes_exactly(tmp_path, schedule):
+    faces = toy_faces(6)
+    cfg = dict(epochs=6, schedule=schedule, augment=True)
+    train(tiny_cfg(tmp_path / "a", **cfg), faces, faces, progress=False, replan=shorten_after(2, 4))
+    train(tiny_cfg(tmp_path / "b", **cfg), faces, faces, progress=False, replan=shorten_after(2, 4), stop_after=3)
+    rest = train(tiny_cfg(tmp_path / "b", **cfg), faces, faces, progress=False, resume=True,
+                 replan=shorten_after(2, 4))
+    assert rest["epochs_run"] == 4 and rest["resumed_at"] == 4
+    a, b = (read_checkpoint(tmp_path / x / "run" / "last.pt") for x in ("a", "b"))
+    assert a["planned_epochs"] == b["planned_epochs"] == 4
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def calibrated(epochs: int, whole: float, crop: float | None = None, tail: int = 0) -> EpochPlan:
+    return EpochPlan(epochs=epochs, budget_s=0.0, calibration_s=0.0, epoch_s=whole, crop_epoch_s=crop,
+                     full_size_epochs=tail, margin=1.0)
+
+
+def ran(*seconds: float) -> list[dict]:
+    """History rows of epochs that took these many seconds."""
+    ends = np.cumsum(seconds)
+    return [{"epoch": i + 1, "elapsed_s": float(t)} for i, t in enumerate(ends)]
+
+
+def test_replanner_shortens_a_run_whose_epochs_slowed_and_keeps_one_on_time():
+    on_time = Replanner(calibrated(10, whole=10.0), limit_s=100.0, margin=1.0)
+    assert on_time(ran(10, 10, 10), 10) == 10
+    slow = on_time(ran(12, 12, 12), 10)  # 1.2x: 36 s done, 64 s left for 12-s epochs
+    assert slow == 3 + 5
+    assert on_time(ran(30, 30, 30), 10) == 3  # nothing more fits: stop now
+    assert on_time(ran(5, 5, 5), 10) == 10  # faster than planned: never lengthened
+    crops = Replanner(calibrated(10, whole=10.0, crop=5.0, tail=2), limit_s=60.0, margin=1.0)
+    # 1.2x on 5-s crop epochs: 18 s done; 42 s left buy two 12-s whole-face epochs and three 6-s crop epochs
+    assert crops(ran(6, 6, 6), 10) == 3 + 3 + 2
+    # a blip in one of the last three epochs does not count (the median of their slowdowns does)
+    assert Replanner(calibrated(10, whole=10.0), limit_s=1000.0, margin=1.0)(ran(10, 10, 40), 10) == 10

@@ -102,3 +102,37 @@ def plan_epochs(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None, b
         epochs = min(epochs, max_epochs)
     return EpochPlan(epochs=epochs, budget_s=budget_s, calibration_s=calibration_s, epoch_s=full_s,
                      crop_epoch_s=crop_s, full_size_epochs=min(full_size, epochs), margin=margin)
+
+
+@dataclass(frozen=True)
+class Replanner:
+    """``train``'s ``replan`` hook for a budgeted run: after each epoch, the most epochs that still fit.
+
+    A plan made from a calibration at the start can be overtaken by the machine: on a 2-core EPYC the epochs of a
+    2-hour run slowed from 65 s to 79 s within its first ten. This hook rescales the calibrated epoch times by how
+    much slower the last three epochs ran than planned, and shortens the run when the rest would pass
+    ``limit_s`` (seconds of training, the budget less calibration). It never lengthens a run.
+    """
+
+    plan: EpochPlan
+    limit_s: float
+    margin: float = 1.02
+
+    def epoch_cost(self, epoch: int, epochs: int) -> float:
+        """The calibrated seconds of epoch ``epoch`` (0-based) of a run ``epochs`` long."""
+        tail = min(self.plan.full_size_epochs, epochs)
+        return self.plan.epoch_s if epoch >= epochs - tail or self.plan.crop_epoch_s is None \
+            else self.plan.crop_epoch_s
+
+    def __call__(self, history: list[dict[str, Any]], epochs: int) -> int:
+        done = len(history)
+        ends = [0.0] + [row["elapsed_s"] for row in history]
+        # Each epoch ran under the plan in force when it started (a shortened run moves its whole-face tail).
+        ran_under = [self.plan.epochs] + [row.get("planned_epochs", self.plan.epochs) for row in history]
+        recent = range(max(0, done - 3), done)
+        slowdown = float(np.median([(ends[i + 1] - ends[i]) / self.epoch_cost(i, ran_under[i]) for i in recent]))
+        for total in range(epochs, done, -1):
+            rest = sum(self.epoch_cost(i, total) for i in range(done, total)) * max(slowdown, 1.0)
+            if ends[-1] + rest * self.margin <= self.limit_s:
+                return total
+        return done

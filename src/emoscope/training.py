@@ -12,7 +12,8 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,14 +126,19 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     raise TrainConfigError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam, adamw or rmsprop")
 
 
-def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
-    """Returns (scheduler, step_per_batch). Plateau steps once per epoch on validation accuracy."""
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int, done_steps: int = 0):
+    """Returns (scheduler, step_per_batch). Plateau steps once per epoch on validation accuracy.
+
+    ``done_steps`` > 0 lays the schedule over ``cfg.epochs`` and places it after that many steps: how a run
+    that was shortened part-way (``train``'s ``replan``) continues on the shorter curve.
+    """
     total = cfg.epochs * steps_per_epoch
+    last = done_steps - 1  # the scheduler's own step counter (-1: a fresh schedule)
     if cfg.schedule == "onecycle":
         # Very short runs (a handful of steps) still get a warm-up of at least two steps.
         total = max(total, 4)
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
-                                                   pct_start=max(0.25, 2 / total)), True
+                                                   pct_start=max(0.25, 2 / total), last_epoch=last), True
     if cfg.schedule == "cosine":
         warm = int(cfg.warmup_epochs * steps_per_epoch)
 
@@ -141,7 +147,7 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
                 return (step + 1) / warm
             return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
-        return torch.optim.lr_scheduler.LambdaLR(opt, f), True
+        return torch.optim.lr_scheduler.LambdaLR(opt, f, last_epoch=last), True
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
@@ -209,10 +215,14 @@ def ema_decay_at(decay: float, step: int) -> float:
 
 
 def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, resume: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+          progress: bool = True, stop_after: int | None = None,
+          replan: Callable[[list[dict[str, Any]], int], int] | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``train_set``; select the best epoch on ``val_set``. Returns a summary dict.
 
-    ``stop_after`` ends this call after that many epochs (the run can be resumed later).
+    ``stop_after`` ends this call after that many epochs (the run can be resumed later). ``replan(history,
+    epochs)``, called after each epoch, may shorten the run to fewer epochs (never below those done): the schedule
+    then continues on the curve of the shorter run and a crop recipe's whole-face epochs move forward with its
+    end (``emoscope.budget`` uses it to keep a run inside a wall-clock budget when its epochs slow down).
     """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -248,6 +258,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     steps_per_epoch = max(1, len(train_set) // cfg.batch_size if len(train_set) % cfg.batch_size == 1
                           else math.ceil(len(train_set) / cfg.batch_size))
     sched, per_batch = make_scheduler(cfg, opt, steps_per_epoch)
+    epochs = cfg.epochs  # the run's length; ``replan`` may shorten it
     weights = class_weight_tensor(train_set.labels, len(classes)).to(device) if cfg.class_weights else None
     teacher = load_teacher(cfg, classes, size, info.in_chans).to(device) if cfg.teacher else None
     meta = model_meta(cfg.model, classes, **cfg.model_kwargs)
@@ -271,6 +282,10 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
                 "resume with the same config or start a new --out folder"
             )
         model.load_state_dict(ck["model"])
+        planned = ck.get("planned_epochs", saved.get("epochs"))
+        epochs = planned if planned != saved.get("epochs") else cfg.epochs  # a replanned run keeps its new length
+        if epochs != cfg.epochs:  # a cosine LambdaLR's state does not hold its length: lay it out again
+            sched, per_batch = make_scheduler(replace(cfg, epochs=epochs), opt, steps_per_epoch)
         if ema is not None:
             ema.load_state_dict(ck["ema"])  # saved beside the model whenever ema_decay was on (checked above)
         opt.load_state_dict(ck["optimizer"])
@@ -286,7 +301,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     images = torch.from_numpy(train_set.images).to(device)
     labels = torch.from_numpy(train_set.labels).to(device)
     t_start = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
-    end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
+    stop_at = math.inf if stop_after is None else start_epoch + stop_after
     stopped = None  # why the run ended before cfg.epochs: 'early stopping' or 'time limit'
 
     def patience_spent(epochs_done: int) -> bool:
@@ -294,19 +309,20 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         return bool(cfg.early_stopping) and epochs_done - best_epoch >= cfg.early_stopping
 
     if history and patience_spent(start_epoch):
-        end_epoch, stopped = start_epoch, "early stopping"  # a resumed run that had already stopped early
+        stop_at, stopped = start_epoch, "early stopping"  # a resumed run that had already stopped early
     last_plot = 0.0  # curves.png is redrawn at most every 30 s and once at the end: a plot costs ~0.3 s
-    for epoch in range(start_epoch, end_epoch):
+    epoch = start_epoch
+    while epoch < min(epochs, stop_at):
         # Each epoch has its own generator, so a resumed run sees exactly the same batches.
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(images), generator=g)
-        early = epoch < cfg.epochs - cfg.full_size_epochs  # crops / shrunk faces; then whole faces to the end
+        early = epoch < epochs - cfg.full_size_epochs  # crops / shrunk faces; then whole faces to the end
         crop = train_size if early else size
         shrink = cfg.train_resize if early else None
         model.train()
         # Running sums stay on the device: reading them every step would stall a GPU.
         loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                    leave=False)
         for step in bar:
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].to(device)
@@ -372,10 +388,19 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             best_acc, best_epoch = score, epoch + 1
         row["elapsed_s"] = time.time() - t_start
         history.append(row)
+        if replan is not None and epoch + 1 < epochs:
+            shorter = max(epoch + 1, min(epochs, replan(history, epochs)))
+            if shorter < epochs:
+                tqdm.write(f"replanned: {shorter} epochs instead of {epochs}, to stay inside the budget")
+                epochs = shorter
+                if per_batch:
+                    sched, _ = make_scheduler(replace(cfg, epochs=epochs), opt, steps_per_epoch,
+                                              done_steps=(epoch + 1) * steps_per_epoch)
+            row["planned_epochs"] = epochs
         state = {
             **meta, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
-            "rng": torch.get_rng_state(), "train_config": asdict(cfg),
+            "rng": torch.get_rng_state(), "train_config": asdict(cfg), "planned_epochs": epochs,
         }
         if ema is not None:
             state["ema"] = ema.state_dict()
@@ -397,10 +422,11 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             break
         # The last epoch's duration predicts the next one's: stop rather than overrun the limit.
         epoch_s = row["elapsed_s"] - (history[-2]["elapsed_s"] if len(history) > 1 else 0.0)
-        if cfg.time_limit_s and epoch + 1 < end_epoch and row["elapsed_s"] + epoch_s > cfg.time_limit_s:
+        if cfg.time_limit_s and epoch + 1 < min(epochs, stop_at) and row["elapsed_s"] + epoch_s > cfg.time_limit_s:
             tqdm.write(f"time limit: {row['elapsed_s']:.0f} s spent, another epoch would pass {cfg.time_limit_s:g} s")
             stopped = "time limit"
             break
+        epoch += 1
     if history:
         write_history(history, out)  # the final curves.png
     return {"best_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),

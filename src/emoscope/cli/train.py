@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .durations import duration_arg
 
 if TYPE_CHECKING:
+    from ..budget import Replanner
     from ..datasets import FaceSet
     from ..training import TrainConfig
 
@@ -49,25 +50,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not (args.resume and command_file.exists()):  # a resumed run keeps the command that started it
         command_file.parent.mkdir(parents=True, exist_ok=True)
         command_file.write_text(shlex.join(["emoscope", *getattr(args, "argv", [])]) + "\n")
+    replan = None
     if args.budget is not None:
-        cfg = fit_budget(cfg, args, train_set, val_set)
-    summary = train(cfg, train_set, val_set, resume=args.resume)
+        cfg, replan = fit_budget(cfg, args, train_set, val_set)
+    summary = train(cfg, train_set, val_set, resume=args.resume, replan=replan)
     print(json.dumps(summary, indent=2))
     return 0
 
 
-def fit_budget(cfg: TrainConfig, args: argparse.Namespace, train_set: FaceSet, val_set: FaceSet | None) -> TrainConfig:
-    """``--budget``: the epochs that fit it on this machine (``--epochs``, when given, caps them), with the
-    budget left after calibration as the time limit. A resumed run keeps the plan it started with."""
-    from dataclasses import replace
+def fit_budget(cfg: TrainConfig, args: argparse.Namespace, train_set: FaceSet,
+               val_set: FaceSet | None) -> tuple[TrainConfig, Replanner]:
+    """``--budget``: the epochs that fit it on this machine (``--epochs``, when given, caps them), the budget left
+    after calibration as the time limit, and the hook that shortens the run if its epochs slow down. A resumed
+    run keeps the plan it started with."""
+    from dataclasses import fields, replace
 
-    from ..budget import plan_epochs
+    from ..budget import EpochPlan, Replanner, plan_epochs
 
     out = Path(cfg.out_dir)
     if args.resume and (out / "last.pt").exists() and (out / "plan.json").exists():
-        plan = json.loads((out / "plan.json").read_text())
-        print(f"resuming a budgeted run: {plan['epochs']} epochs, as planned when it started ({out / 'plan.json'})")
-        return replace(cfg, epochs=plan["epochs"], time_limit_s=plan["time_limit_s"])
+        saved = json.loads((out / "plan.json").read_text())
+        print(f"resuming a budgeted run: {saved['epochs']} epochs, as planned when it started ({out / 'plan.json'})")
+        plan = EpochPlan(**{f.name: saved[f.name] for f in fields(EpochPlan)})
+        return replace(cfg, epochs=plan.epochs, time_limit_s=saved["time_limit_s"]), \
+            Replanner(plan, saved["time_limit_s"])
     print(f"timing a few epochs to fit the {args.budget / 60:g}-minute budget ...", flush=True)
     plan = plan_epochs(cfg, train_set, val_set, args.budget, max_epochs=args.epochs)
     crop = f", {plan.crop_epoch_s:.1f} s on crops" if plan.crop_epoch_s is not None else ""
@@ -76,7 +82,7 @@ def fit_budget(cfg: TrainConfig, args: argparse.Namespace, train_set: FaceSet, v
     cfg = replace(cfg, epochs=plan.epochs, time_limit_s=args.budget - plan.calibration_s)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps({**plan.to_dict(), "time_limit_s": cfg.time_limit_s}, indent=2))
-    return cfg
+    return cfg, Replanner(plan, cfg.time_limit_s)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
