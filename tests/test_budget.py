@@ -108,7 +108,7 @@ def test_a_replanned_run_follows_the_shorter_schedule_and_moves_its_whole_face_t
     cfg = dict(schedule="onecycle", batch_size=56, train_crop=40, full_size_epochs=1)
     summary = train(tiny_cfg(tmp_path / "r", epochs=6, **cfg), faces, None, progress=False,
                     replan=shorten_after(2, 4))
-    assert summary["epochs_run"] == 4 and summary["stopped"] is None
+    assert summary["epochs_run"] == summary["planned_epochs"] == 4 and summary["stopped"] is None
     assert seen == [40] * 9 + [48] * 3  # the whole-face epoch is the last of the four
     lr = {}
     for epochs in (4, 6):

@@ -429,7 +429,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
         epoch += 1
     if history:
         write_history(history, out)  # the final curves.png
-    return {"best_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history),
+    return {"best_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history), "planned_epochs": epochs,
             "elapsed_s": history[-1]["elapsed_s"] if history else 0.0, "out_dir": str(out), "stopped": stopped,
             "resumed_at": resumed_at if len(history) > start_epoch else None}  # None also when nothing was left
 
