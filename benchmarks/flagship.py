@@ -74,8 +74,10 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
         params["ema_decay"] = cfg["ema_decay"]
     if cfg.get("teacher"):
         params["teacher"] = Path(cfg["teacher"]).name
-    if plan:  # trained by benchmarks/gpu_flagship.py: say on which GPU
+    if plan.get("device"):  # trained by benchmarks/gpu_flagship.py: say on which GPU
         params["device"] = plan["device"]
+    if plan.get("budget_s"):  # emoscope train --budget: the wall-clock budget its epochs were planned for
+        params["budget_s"] = plan["budget_s"]
     this = (f"python benchmarks/flagship.py --run {args.run} --data {args.data} "
             + ("--score-only" if args.score_only else f"--role {args.role}"))
     row = ResultRow.from_metrics(

@@ -90,7 +90,7 @@ def test_score_only_scores_a_candidate_and_installs_nothing(flagship, tmp_path, 
     monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
     fer_like_folder(tmp_path / "fer", labels=tuple(EMOTIONS))
     run = tmp_path / "run"
-    assert cli(["train", "--data", str(tmp_path / "fer"), "--model", "emovgg_t", "--epochs", "1",
+    assert cli(["train", "--data", str(tmp_path / "fer"), "--model", "emovgg_t", "--epochs", "1", "--budget", "1",
                 "--batch-size", "4", "--val-split", "publictest", "--ema-decay", "0.9", "--out", str(run)]) == 0
     recorded = []
     monkeypatch.setattr(flagship, "record", lambda rows: recorded.extend(rows) or tmp_path / "results.json")
@@ -106,6 +106,7 @@ def test_score_only_scores_a_candidate_and_installs_nothing(flagship, tmp_path, 
     assert row.experiment == "flagship candidates" and row.accuracy == scores["PrivateTest"]["none"]["accuracy"]
     assert row.command.endswith("--score-only") and "emoscope train" in row.command
     assert row.params["ema_decay"] == 0.9  # the table says the candidate shipped a weight average
+    assert row.params["budget_s"] == 60 and "device" not in row.params  # planned by --budget, not gpu_flagship
     assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == shipped_before
 
 
