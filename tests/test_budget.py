@@ -13,7 +13,6 @@ from emoscope.budget import EpochPlan, Replanner, plan_epochs, time_epoch
 from emoscope.cli import main
 from emoscope.models.checkpoint import read_checkpoint
 from emoscope.training import TrainConfigError, train
-from test_cli_core import fer_folder  # noqa: F401  (a fixture)
 from test_training import record_input_sizes, tiny_cfg, toy_faces
 
 
@@ -71,12 +70,12 @@ def test_a_real_calibration_plans_epochs_that_fit(tmp_path):
     assert plan.calibration_s + plan.margin * (plan.epochs + 1) * plan.epoch_s > 20.0
 
 
-def budget_run(fer_folder, out, *flags) -> int:  # noqa: F811
+def budget_run(fer_folder, out, *flags) -> int:
     return main(["train", "--data", str(fer_folder), "--model", "emovgg_t", "--batch-size", "8",
                  "--schedule", "constant", "--set", "bf16=false", "--set", "augment=false", "--out", str(out), *flags])
 
 
-def test_train_budget_plans_caps_and_resumes_with_its_plan(fer_folder, tmp_path, capsys):  # noqa: F811
+def test_train_budget_plans_caps_and_resumes_with_its_plan(fer_folder, tmp_path, capsys):
     out = tmp_path / "run"
     assert budget_run(fer_folder, out, "--budget", "0.5", "--epochs", "2") == 0
     plan = json.loads((out / "plan.json").read_text())
@@ -92,7 +91,7 @@ def test_train_budget_plans_caps_and_resumes_with_its_plan(fer_folder, tmp_path,
     assert len(json.loads((out / "history.json").read_text())) == plan["epochs"]
 
 
-def test_train_budget_and_time_limit_together_is_an_error(fer_folder, tmp_path, capsys):  # noqa: F811
+def test_train_budget_and_time_limit_together_is_an_error(fer_folder, tmp_path, capsys):
     assert budget_run(fer_folder, tmp_path / "r", "--budget", "2h", "--time-limit", "1h") == 2
     assert "give --budget or --time-limit, not both" in capsys.readouterr().err
 

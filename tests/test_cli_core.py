@@ -11,16 +11,6 @@ from emoscope.cli import main
 from emoscope.labels import EMOTIONS
 from emoscope.models import create_model
 from emoscope.models.checkpoint import atomic_save, model_meta, read_checkpoint
-from test_datasets import make_folder
-
-
-@pytest.fixture
-def fer_folder(tmp_path):
-    root = make_folder(tmp_path / "fer", per_class=3)
-    # an identical copy across splits, so the duplicate report has something to find
-    img = cv2.imread(str(next((root / "train" / "happy").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
-    cv2.imwrite(str(root / "test" / "happy" / "PublicTest_copy.png"), img)
-    return root
 
 
 def test_data_stats_json(fer_folder, capsys):

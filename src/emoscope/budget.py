@@ -36,11 +36,16 @@ class EpochPlan:
     full_size_epochs: int  # of ``epochs``, how many are whole-face epochs
     margin: float  # the estimates were multiplied by this before planning
 
+    def epoch_cost(self, epoch: int, epochs: int) -> float:
+        """The calibrated seconds of epoch ``epoch`` (0-based) of a run ``epochs`` long: whole-face epochs are the
+        last ``full_size_epochs``, as ``train`` runs them, and the rest are crop epochs when the recipe has any."""
+        tail = min(self.full_size_epochs, epochs)
+        return self.epoch_s if epoch >= epochs - tail or self.crop_epoch_s is None else self.crop_epoch_s
+
     @property
     def estimated_s(self) -> float:
         """Calibration plus the planned epochs at the measured (unmargined) speed."""
-        early = self.epochs - self.full_size_epochs
-        return self.calibration_s + early * (self.crop_epoch_s or self.epoch_s) + self.full_size_epochs * self.epoch_s
+        return self.calibration_s + sum(self.epoch_cost(i, self.epochs) for i in range(self.epochs))
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as ``plan.json`` keeps it: times rounded to 0.01 s."""
@@ -118,21 +123,15 @@ class Replanner:
     limit_s: float
     margin: float = 1.02
 
-    def epoch_cost(self, epoch: int, epochs: int) -> float:
-        """The calibrated seconds of epoch ``epoch`` (0-based) of a run ``epochs`` long."""
-        tail = min(self.plan.full_size_epochs, epochs)
-        return self.plan.epoch_s if epoch >= epochs - tail or self.plan.crop_epoch_s is None \
-            else self.plan.crop_epoch_s
-
     def __call__(self, history: list[dict[str, Any]], epochs: int) -> int:
         done = len(history)
         ends = [0.0] + [row["elapsed_s"] for row in history]
         # Each epoch ran under the plan in force when it started (a shortened run moves its whole-face tail).
         ran_under = [self.plan.epochs] + [row.get("planned_epochs", self.plan.epochs) for row in history]
         recent = range(max(0, done - 3), done)
-        slowdown = float(np.median([(ends[i + 1] - ends[i]) / self.epoch_cost(i, ran_under[i]) for i in recent]))
+        slowdown = float(np.median([(ends[i + 1] - ends[i]) / self.plan.epoch_cost(i, ran_under[i]) for i in recent]))
         for total in range(epochs, done, -1):
-            rest = sum(self.epoch_cost(i, total) for i in range(done, total)) * max(slowdown, 1.0)
+            rest = sum(self.plan.epoch_cost(i, total) for i in range(done, total)) * max(slowdown, 1.0)
             if ends[-1] + rest * self.margin <= self.limit_s:
                 return total
         return done
