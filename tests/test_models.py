@@ -265,3 +265,50 @@ def test_pretrained_that_does_not_fit_is_rejected(tmp_path: Path) -> None:
     _fake_torchvision_state(TV_ALEXNET, path)
     with pytest.raises(ValueError, match="width_mult"):
         create_model("alexnet_fer", pretrained=path, **SLIM)
+
+
+# ------------------------------------------------------------------------------------------- flagship variants
+
+
+def _conv_widths(model: nn.Module) -> list[int]:
+    return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def test_emovgg_default_plan_is_width_doubling() -> None:
+    """The shipped nets' layout must not move: the default plan doubles ``width`` over 4 stages of 2 convs."""
+    assert _conv_widths(create_model("emovgg_m")) == [48, 48, 96, 96, 192, 192, 384, 384]
+    assert _conv_widths(create_model("emovgg_s", stages=3, convs_per_stage=1)) == [32, 64, 128]
+
+
+def test_emovgg_s2d_folds_pixels_and_ends_at_one_position() -> None:
+    model = create_model("emovgg_s2d").eval()
+    assert isinstance(model.body[0], nn.PixelUnshuffle) and model.body[1][0].in_channels == 4
+    assert _conv_widths(model) == [64, 64, 128, 128, 256, 256, 384]
+    x = torch.rand(3, 1, 48, 48)
+    with torch.no_grad():
+        assert model.features(x).shape == (3, 384, 1, 1)
+        folded = model.body[0](x)
+    assert folded.shape == (3, 4, 24, 24)
+    assert torch.equal(folded.flatten(1).sort(1).values, x.flatten(1).sort(1).values)  # every pixel kept, once
+
+
+def test_emovgg_plan_from_json_lists_round_trips(tmp_path: Path) -> None:
+    """A config read from JSON gives lists, not tuples; the checkpoint must rebuild the same net from them."""
+    kw = {"stem": "s2d", "widths": [16, 32], "convs": [1, 2]}
+    model = create_model("emovgg_s", **kw).eval()
+    assert _conv_widths(model) == [16, 32, 32]
+    path = tmp_path / "plan.pt"
+    atomic_save({**model_meta("emovgg_s", EMOTIONS, **kw), "model": model.state_dict()}, path)
+    loaded, _ = load_model(path)
+    x = torch.rand(2, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"widths": (16, 32), "convs": (2,)}, "2 stage widths but 1 conv counts"), ({"stem": "patch"}, "unknown stem")],
+)
+def test_emovgg_bad_plan_is_a_clear_error(kw: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_model("emovgg_s", **kw)

@@ -55,7 +55,6 @@ class BasicBlock(nn.Module):
         self.short = nn.Identity() if stride == 1 and cin == cout else conv_bn(cin, cout, 1, stride)
         self.act = nn.ReLU(inplace=True)
 
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv2(self.act(self.conv1(x))) + self.short(x))
 
@@ -113,8 +112,11 @@ def emovgg_m(num_classes: int = 7, **kw) -> EmoVGG:
     return EmoVGG(num_classes, EmoVGGConfig(**kw))
 
 
-@register_model("emovgg_s2d", description="flagship variant: space-to-depth stem, stages 64-128-256 at 24-12-6 px "
-                "and one 384 conv at 3 px (2.0 M params, cheaper per step than emovgg_s)")
+@register_model(
+    "emovgg_s2d",
+    description="flagship variant: space-to-depth stem, stages 64-128-256 at 24-12-6 px "
+    "and one 384 conv at 3 px (2.0 M params, cheaper per step than emovgg_s)",
+)
 def emovgg_s2d(num_classes: int = 7, **kw) -> EmoVGG:
     kw.setdefault("stem", "s2d")
     kw.setdefault("widths", (64, 128, 256, 384))
