@@ -78,6 +78,7 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
         params["device"] = plan["device"]
     if plan.get("budget_s"):  # emoscope train --budget: the wall-clock budget its epochs were planned for
         params["budget_s"] = plan["budget_s"]
+        params["epochs"] = planned_epochs(history, cfg["epochs"])
     this = (f"python benchmarks/flagship.py --run {args.run} --data {args.data} "
             + ("--score-only" if args.score_only else f"--role {args.role}"))
     row = ResultRow.from_metrics(
@@ -88,6 +89,12 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
                "publictest_accuracy": results["PublicTest"]["none"]["accuracy"],
                "best_epoch": best["epoch"] + 1, "epochs_run": len(history)})
     print(f"recorded -> {record([row])}")
+
+
+def planned_epochs(history: list[dict], config_epochs: int) -> int:
+    """How long a run was planned to be: its last replan, else its config (for ``--budget`` only a cap)."""
+    planned = [row["planned_epochs"] for row in history if row.get("planned_epochs")]
+    return planned[-1] if planned else config_epochs
 
 
 def per_class_table(m: dict) -> str:

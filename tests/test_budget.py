@@ -114,7 +114,7 @@ def test_a_replanned_run_follows_the_shorter_schedule_and_moves_its_whole_face_t
         train(tiny_cfg(tmp_path / str(epochs), epochs=epochs, **cfg), faces, None, progress=False)
         lr[epochs] = [row["lr"] for row in json.loads((tmp_path / str(epochs) / "run" / "history.json").read_text())]
     hist = json.loads((tmp_path / "r" / "run" / "history.json").read_text())
-    assert [row.get("planned_epochs") for row in hist] == [6, 4, 4, None]  # the last epoch asks nothing
+    assert [row.get("planned_epochs") for row in hist] == [6, 4, 4, 4]  # the plan after each epoch
     # up to the replan the learning rate is the 6-epoch run's; after it, the 4-epoch run's, step for step
     assert [row["lr"] for row in hist] == pytest.approx(lr[6][:2] + lr[4][2:])
     assert lr[4][2] < lr[6][2]

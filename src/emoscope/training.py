@@ -396,6 +396,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
                 if per_batch:
                     sched, _ = make_scheduler(replace(cfg, epochs=epochs), opt, steps_per_epoch,
                                               done_steps=(epoch + 1) * steps_per_epoch)
+        if replan is not None:  # every row of a replanned run says how long the run is planned to be
             row["planned_epochs"] = epochs
         state = {
             **meta, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
