@@ -63,8 +63,9 @@ class EmoVGG(nn.Module):
     """Stages of 3x3 conv + BN + ReLU, each closed by 2x2 max-pooling; GAP, dropout, linear head.
 
     With ``stem="s2d"`` the input is first folded 2x2 into channels (``PixelUnshuffle``): no pixel
-    is lost, but the first stage runs on a quarter of the positions, where most of a 48x48 net's
-    memory-bound CPU time goes.
+    is lost, but the first stage runs on a quarter of the positions; the full-resolution stage is
+    a large, memory-bound share of a 48x48 net's CPU time. On FER-2013 it trained faster for the
+    same accuracy, not to a better one (``benchmarks/FLAGSHIP_CPU.md``, eighth attempt).
     """
 
     def __init__(self, num_classes: int = 7, cfg: EmoVGGConfig | None = None, in_chans: int = 1) -> None:
