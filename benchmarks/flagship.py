@@ -92,7 +92,8 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
 
 
 def planned_epochs(history: list[dict], config_epochs: int) -> int:
-    """How long a run was planned to be: its last replan, else its config (for ``--budget`` only a cap)."""
+    """How many epochs a ``--budget`` run was planned to when it ended: the last plan its history rows carry, else
+    the plan it started with (``emoscope train --budget`` writes that into the run's config as ``epochs``)."""
     planned = [row["planned_epochs"] for row in history if row.get("planned_epochs")]
     return planned[-1] if planned else config_epochs
 

@@ -110,10 +110,10 @@ def test_score_only_scores_a_candidate_and_installs_nothing(flagship, tmp_path, 
     assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == shipped_before
 
 
-def test_a_budget_run_is_recorded_with_its_planned_epochs_not_its_cap(flagship):
+def test_a_budget_run_is_recorded_with_its_last_plan_not_its_first(flagship):
     replanned = [{"epoch": 1, "planned_epochs": 140}, {"epoch": 2, "planned_epochs": 133}, {"epoch": 3}]
     assert flagship.planned_epochs(replanned, 140) == 133
-    assert flagship.planned_epochs([{"epoch": 1}], 90) == 90  # not replanned: the config says it
+    assert flagship.planned_epochs([{"epoch": 1}], 90) == 90  # no plan in its rows: the first plan, its config
 
 
 def test_xz_pack_with_privatetest_round_trips(gpu_flagship, tmp_path, monkeypatch):

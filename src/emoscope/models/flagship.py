@@ -30,15 +30,20 @@ class EmoVGGConfig:
     widths: tuple[int, ...] = ()  # per-stage widths; overrides ``width`` doubling when given
     convs: tuple[int, ...] = ()  # per-stage conv counts; overrides ``convs_per_stage`` when given
 
-    def stage_plan(self) -> list[tuple[int, int]]:
-        """(width, convs) of each stage."""
-        widths = tuple(self.widths) or tuple(self.width * 2**i for i in range(self.stages))
-        convs = tuple(self.convs) or (self.convs_per_stage,) * len(widths)
-        if len(convs) != len(widths):
-            raise ValueError(f"EmoVGG: {len(widths)} stage widths but {len(convs)} conv counts; give one per stage")
+    def __post_init__(self) -> None:
+        # a config read from JSON (a checkpoint's model_kwargs) gives lists; keep tuples so the config stays frozen
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "convs", tuple(self.convs))
         if self.stem not in ("none", "s2d"):
             raise ValueError(f"EmoVGG: unknown stem {self.stem!r}; use 'none' or 's2d'")
-        return list(zip(widths, convs))
+        n = len(self.widths) or self.stages
+        if self.convs and len(self.convs) != n:
+            raise ValueError(f"EmoVGG: {n} stage widths but {len(self.convs)} conv counts; give one per stage")
+
+    def stage_plan(self) -> list[tuple[int, int]]:
+        """(width, convs) of each stage."""
+        widths = self.widths or tuple(self.width * 2**i for i in range(self.stages))
+        return list(zip(widths, self.convs or (self.convs_per_stage,) * len(widths)))
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
