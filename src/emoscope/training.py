@@ -53,6 +53,10 @@ class TrainConfig:
     plateau_factor: float = 0.5
     label_smoothing: float = 0.1
     mixup_alpha: float = 0.0
+    # Soft targets: "ferplus" blends each training face's share of FER+ annotator votes into its target, with this
+    # weight (the rest stays on the dataset's own label); ``train`` takes the vote shares as ``targets``.
+    soft_targets: str | None = None
+    soft_target_weight: float = 0.3
     class_weights: bool = False
     augment: bool = True
     aug: AugmentConfig = field(default_factory=AugmentConfig)
@@ -190,6 +194,33 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
                     log_target=True, reduction="batchmean") * t * t
 
 
+def blend_targets(cfg: TrainConfig, labels: np.ndarray, num_classes: int,
+                  targets: np.ndarray | None) -> torch.Tensor | None:
+    """Each training face's target distribution, ``(1 - w) * one_hot(label) + w * targets``, or None for plain
+    labels. A face whose ``targets`` row is all zeros keeps its one-hot label."""
+    if cfg.soft_targets is None:
+        if targets is not None:
+            raise TrainConfigError("soft targets were given but soft_targets is not set; set soft_targets=ferplus")
+        return None
+    if cfg.soft_targets != "ferplus":
+        raise TrainConfigError(f"unknown soft_targets {cfg.soft_targets!r}; the one source is 'ferplus'")
+    if not 0.0 <= cfg.soft_target_weight <= 1.0:
+        raise TrainConfigError(f"soft_target_weight {cfg.soft_target_weight} must be in [0, 1]")
+    if targets is None:
+        raise TrainConfigError("soft_targets=ferplus needs the FER+ vote shares of the training faces "
+                               "(emoscope train reads them from the FER-2013 folder's ferplus/fer2013new.csv)")
+    q = np.asarray(targets, dtype=np.float32)
+    if q.shape != (len(labels), num_classes):
+        raise TrainConfigError(f"soft targets have shape {q.shape}, expected {(len(labels), num_classes)} "
+                               "(one row per training face, one column per class)")
+    total = q.sum(1)
+    if (q < 0).any() or not np.all((total == 0) | np.isclose(total, 1.0, atol=1e-4)):
+        raise TrainConfigError("each soft-target row must be a distribution (non-negative, summing to 1) or zeros")
+    one_hot = np.eye(num_classes, dtype=np.float32)[labels]
+    q = np.where(total[:, None] > 0, q, one_hot)
+    return torch.from_numpy((1 - cfg.soft_target_weight) * one_hot + cfg.soft_target_weight * q)
+
+
 def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     """Inverse-frequency weights normalised to mean 1 (a class with no samples gets weight 0)."""
     counts = np.bincount(labels, minlength=num_classes).astype(float)
@@ -216,13 +247,16 @@ def ema_decay_at(decay: float, step: int) -> float:
 
 def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, resume: bool = False,
           progress: bool = True, stop_after: int | None = None,
-          replan: Callable[[list[dict[str, Any]], int], int] | None = None) -> dict[str, Any]:
+          replan: Callable[[list[dict[str, Any]], int], int] | None = None,
+          targets: np.ndarray | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``train_set``; select the best epoch on ``val_set``. Returns a summary dict.
 
     ``stop_after`` ends this call after that many epochs (the run can be resumed later). ``replan(history,
     epochs)``, called after each epoch, may shorten the run to fewer epochs (never below those done): the schedule
     then continues on the curve of the shorter run and a crop recipe's whole-face epochs move forward with its
     end (``emoscope.budget`` uses it to keep a run inside a wall-clock budget when its epochs slow down).
+    ``targets`` (with ``cfg.soft_targets``) holds a class distribution per training face, e.g. FER+ vote shares;
+    a face's row of zeros means "none", and that face learns its label alone.
     """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,6 +295,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     epochs = cfg.epochs  # the run's length; ``replan`` may shorten it
     weights = class_weight_tensor(train_set.labels, len(classes)).to(device) if cfg.class_weights else None
     teacher = load_teacher(cfg, classes, size, info.in_chans).to(device) if cfg.teacher else None
+    soft = blend_targets(cfg, train_set.labels, len(classes), targets)
     meta = model_meta(cfg.model, classes, **cfg.model_kwargs)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
@@ -269,7 +304,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     if resume and (out / "last.pt").exists():
         ck = read_checkpoint(out / "last.pt")
         saved = ck.get("train_config", {})
-        keys = ("model", "epochs", "batch_size", "schedule", "lr", "ema_decay")  # a run saved before an option
+        keys = ("model", "epochs", "batch_size", "schedule", "lr", "ema_decay", "soft_targets",
+                "soft_target_weight")  # a run saved before an option
         changed = [k for k in keys if saved.get(k, getattr(TrainConfig, k)) != asdict(cfg)[k]]  # had its default
         # A constant or plateau schedule does not depend on the epoch count, so a run may be extended (say from
         # 30 to its recipe's 50 epochs) and be the same as one planned that long; one-cycle and cosine may not.
@@ -300,6 +336,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     # The whole training split lives on the device (FER-2013 is 66 MB of uint8), so a batch is one gather.
     images = torch.from_numpy(train_set.images).to(device)
     labels = torch.from_numpy(train_set.labels).to(device)
+    soft = soft.to(device) if soft is not None else None
     t_start = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
     stop_at = math.inf if stop_after is None else start_epoch + stop_after
     stopped = None  # why the run ended before cfg.epochs: 'early stopping' or 'time limit'
@@ -328,6 +365,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].to(device)
             x = resize_batch(to_unit(images[idx]), size)
             y = labels[idx]
+            t = soft[idx] if soft is not None else y  # what the loss fits: class ids or per-face distributions
             if cfg.augment:
                 x = augment_batch(x, cfg.aug, g, crop)
             elif crop != size:
@@ -335,9 +373,9 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
                 x = x[..., off : off + crop, off : off + crop]
             if shrink:
                 x = resize_batch(x, shrink, antialias=True)
-            y2, lam = y, 1.0
+            t2, lam = t, 1.0
             if cfg.mixup_alpha > 0:
-                x, y, y2, lam = mixup(x, y, cfg.mixup_alpha, g)
+                x, t, t2, lam = mixup(x, t, cfg.mixup_alpha, g)
             x = normalize(x, info.in_chans)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x)
@@ -345,10 +383,10 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
                     with torch.no_grad():
                         teacher_logits = teacher(x).float()
             logits = logits.float()
-            loss = lam * F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+            loss = lam * F.cross_entropy(logits, t, weight=weights, label_smoothing=cfg.label_smoothing)
             if lam < 1.0:
                 loss = loss + (1 - lam) * F.cross_entropy(
-                    logits, y2, weight=weights, label_smoothing=cfg.label_smoothing
+                    logits, t2, weight=weights, label_smoothing=cfg.label_smoothing
                 )
             if teacher is not None:
                 loss = ((1 - cfg.distill_alpha) * loss

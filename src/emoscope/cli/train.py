@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from .durations import duration_arg
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..budget import Replanner
     from ..datasets import FaceSet
     from ..training import TrainConfig
@@ -53,9 +55,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     replan = None
     if args.budget is not None:
         cfg, replan = fit_budget(cfg, args, train_set, val_set)
-    summary = train(cfg, train_set, val_set, resume=args.resume, replan=replan)
+    targets = ferplus_targets(args.data, train_set) if cfg.soft_targets == "ferplus" else None
+    summary = train(cfg, train_set, val_set, resume=args.resume, replan=replan, targets=targets)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def ferplus_targets(data: str, train_set: FaceSet) -> np.ndarray:
+    """The FER+ vote shares of the training faces, read from the FER-2013 folder ``data``; says how many have some."""
+    from ..datasets import DatasetError
+    from ..datasets.ferplus import vote_distributions
+
+    q = vote_distributions(data, train_set.sources, train_set.scheme)
+    found = int((q.sum(1) > 0).sum())
+    if not found:
+        raise DatasetError(f"{data}: none of the {len(train_set)} training faces has FER+ votes; soft_targets=ferplus "
+                           "needs the FER-2013 image folder with fer2013_row_index.csv and ferplus/fer2013new.csv")
+    print(f"soft targets: FER+ vote shares for {found} of {len(train_set)} training faces "
+          f"(the other {len(train_set) - found} learn their label alone)")
+    return q
 
 
 def fit_budget(cfg: TrainConfig, args: argparse.Namespace, train_set: FaceSet,

@@ -35,16 +35,11 @@ def majority_label(votes: np.ndarray) -> int | None:
     return best
 
 
-def read_ferplus(
-    fer_root: str | Path,
-    scheme: str | LabelScheme = "ferplus8",
-    ferplus_csv: str | Path | None = None,
-    row_index_csv: str | Path | None = None,
-    progress: bool = True,
-) -> FaceSet:
-    """FER-2013 folder images with FER+ majority labels (``ferplus8``, or ``fer7`` with contempt -> disgust)."""
+def read_votes(
+    fer_root: str | Path, ferplus_csv: str | Path | None = None, row_index_csv: str | Path | None = None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """FER+'s vote table (rows x VOTE_COLUMNS) and the map from each folder image's path to its row."""
     root = Path(fer_root)
-    sch = get_scheme(scheme)
     votes_path = Path(ferplus_csv or root / "ferplus" / "fer2013new.csv")
     index_path = Path(row_index_csv or root / "fer2013_row_index.csv")
     for p, what in ((votes_path, "FER+ votes (fer2013new.csv)"), (index_path, "row index (fer2013_row_index.csv)")):
@@ -55,12 +50,60 @@ def read_ferplus(
         missing = [c for c in VOTE_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise DatasetError(f"{votes_path}: missing vote column(s) {missing}")
-        votes = np.array([[int(r[c] or 0) for c in VOTE_COLUMNS] for r in reader])
+        votes = np.array([[int(r[c] or 0) for c in VOTE_COLUMNS] for r in reader]).reshape(-1, len(VOTE_COLUMNS))
     row_of: dict[str, int] = {}
     with open(index_path, newline="") as f:
         for r in csv.DictReader(f):
             if r.get("fer2013_row"):
                 row_of[r["kaggle_path"]] = int(r["fer2013_row"])
+    return votes, row_of
+
+
+def vote_distributions(
+    fer_root: str | Path,
+    sources: np.ndarray | list[str],
+    scheme: str | LabelScheme = "fer7",
+    ferplus_csv: str | Path | None = None,
+    row_index_csv: str | Path | None = None,
+) -> np.ndarray:
+    """Each image's share of FER+ emotion votes, as an N x classes float32 array in ``scheme``'s order.
+
+    The annotators' disagreement is what these rows carry beyond a single label (training on them is FER+'s
+    "probability" mode). As for the majority label, single stray votes are dropped, "unknown" and "not a face"
+    votes do not count, and an emotion outside the scheme goes to its merge (contempt -> disgust in ``fer7``) or
+    is dropped. An image with no FER+ row, or no emotion votes left, gets a row of zeros: the caller decides
+    what stands in for it.
+    """
+    sch = get_scheme(scheme)
+    votes, row_of = read_votes(fer_root, ferplus_csv, row_index_csv)
+    to_class = np.full(len(VOTE_COLUMNS), -1)
+    for j, col in enumerate(VOTE_COLUMNS):
+        name = VOTE_TO_EMOTION.get(col)
+        name = sch.merges.get(name, name) if name else None
+        if name in sch.classes:
+            to_class[j] = sch.index(name)
+    out = np.zeros((len(sources), sch.num_classes), dtype=np.float32)
+    for i, src in enumerate(sources):
+        row = row_of.get(str(src))
+        if row is None or row >= len(votes):
+            continue
+        v = np.where(votes[row] <= 1, 0, votes[row])
+        np.add.at(out[i], to_class[to_class >= 0], v[to_class >= 0])
+    total = out.sum(1, keepdims=True)
+    return np.divide(out, total, out=np.zeros_like(out), where=total > 0)
+
+
+def read_ferplus(
+    fer_root: str | Path,
+    scheme: str | LabelScheme = "ferplus8",
+    ferplus_csv: str | Path | None = None,
+    row_index_csv: str | Path | None = None,
+    progress: bool = True,
+) -> FaceSet:
+    """FER-2013 folder images with FER+ majority labels (``ferplus8``, or ``fer7`` with contempt -> disgust)."""
+    root = Path(fer_root)
+    sch = get_scheme(scheme)
+    votes, row_of = read_votes(root, ferplus_csv, row_index_csv)
 
     base = read_image_folder(root, scheme="fer7", progress=progress)
     keep, labels = [], []
