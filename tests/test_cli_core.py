@@ -59,6 +59,22 @@ def test_train_cli_with_config_and_overrides(fer_folder, tmp_path, capsys):
     assert "train --config" in command and "--epochs 1" in command
 
 
+def test_train_with_ferplus_soft_targets(fer_folder, tmp_path, capsys):
+    from test_datasets import write_ferplus_votes
+
+    train_images = sorted(p.relative_to(fer_folder).as_posix() for p in (fer_folder / "train").rglob("*.png"))
+    flags = ["train", "--data", str(fer_folder), "--model", "emovgg_s", "--set", "model_kwargs={\"width\": 8}",
+             "--epochs", "1", "--batch-size", "8", "--set", "soft_targets=\"ferplus\"", "--out", str(tmp_path / "r")]
+    assert main(flags) == 2  # no FER+ files yet
+    assert "fer2013new.csv" in capsys.readouterr().err
+    write_ferplus_votes(fer_folder, {src: [0, 8, 2, 0, 0, 0, 0, 0, 0, 0] for src in train_images[:-1]})
+    assert main(flags) == 0
+    n = len(train_images)
+    assert f"FER+ vote shares for {n - 1} of {n} training faces" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["soft_targets"] == "ferplus" and saved["soft_target_weight"] == 0.3
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["data", "stats", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err

@@ -10,11 +10,11 @@ import pytest
 from conftest import dataset_or_skip
 from emoscope.datasets import DatasetError, load_dataset
 from emoscope.datasets.fer_csv import read_fer_csv
-from emoscope.datasets.ferplus import majority_label
+from emoscope.datasets.ferplus import VOTE_COLUMNS, majority_label, vote_distributions
 from emoscope.datasets.folder import read_image_folder
 from emoscope.datasets.legend import read_legend
 from emoscope.datasets.splits import cap_classes, check_classes_present, stratified_split
-from emoscope.labels import LabelError
+from emoscope.labels import LabelError, get_scheme
 
 RNG = np.random.default_rng(0)
 
@@ -216,6 +216,50 @@ def test_ferplus_majority_vote():
     assert majority_label(np.array([4, 0, 0, 1, 3, 2, 0, 0, 0, 0])) is None  # no majority
     assert majority_label(np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 10])) is None  # not a face
     assert majority_label(np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1])) is None  # only stray votes
+
+
+def write_ferplus_votes(root, votes_by_source: dict[str, list[int]]):
+    """FER+'s two files for a FER-2013 folder: ``ferplus/fer2013new.csv`` (one row of votes per image) and
+    ``fer2013_row_index.csv`` (each image's path -> its row)."""
+    (root / "ferplus").mkdir(parents=True, exist_ok=True)
+    with open(root / "ferplus" / "fer2013new.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Usage", "Image name", *VOTE_COLUMNS])
+        w.writerows(["Training", f"fer{i:07d}.png", *v] for i, v in enumerate(votes_by_source.values()))
+    with open(root / "fer2013_row_index.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["kaggle_path", "fer2013_row"])
+        w.writerows([src, i] for i, src in enumerate(votes_by_source))
+    return root
+
+
+def test_ferplus_vote_shares_follow_the_scheme(tmp_path):
+    # columns: neutral happiness surprise sadness anger disgust fear contempt unknown NF
+    root = write_ferplus_votes(tmp_path, {
+        "a.png": [6, 0, 1, 1, 0, 0, 0, 0, 2, 0],  # stray votes and "unknown" do not count: all neutral
+        "b.png": [0, 0, 0, 0, 4, 2, 0, 4, 0, 0],  # contempt joins disgust in fer7, stays itself in ferplus8
+        "c.png": [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face: no emotion votes
+    })
+    sources = ["b.png", "a.png", "c.png", "not-in-the-index.png"]
+    q = vote_distributions(root, sources, "fer7")
+    assert q.shape == (4, 7) and q.dtype == np.float32
+    assert q[0].tolist() == pytest.approx([0.4, 0.6, 0, 0, 0, 0, 0])
+    assert q[1].tolist() == [0, 0, 0, 0, 0, 0, 1]
+    assert not q[2].any() and not q[3].any()
+    q8 = vote_distributions(root, sources[:1], "ferplus8")
+    assert q8[0, get_scheme("ferplus8").index("contempt")] == pytest.approx(0.4)
+    with pytest.raises(DatasetError, match="fer2013new.csv"):
+        vote_distributions(tmp_path / "elsewhere", sources)
+
+
+def test_real_ferplus_vote_shares():
+    root = dataset_or_skip("fer2013")
+    with open(root / "fer2013_row_index.csv", newline="") as f:
+        sources = [r["kaggle_path"] for r in csv.DictReader(f) if r["usage"] == "Training"]
+    q = vote_distributions(root, sources)
+    has = q.sum(1) > 0
+    assert len(sources) == 28709 and has.mean() > 0.99
+    assert np.allclose(q[has].sum(1), 1.0, atol=1e-5)
 
 
 def test_real_fer2013_counts_per_split_and_class():

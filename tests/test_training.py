@@ -13,6 +13,7 @@ from emoscope.models.checkpoint import read_checkpoint
 from emoscope.training import (
     TrainConfig,
     TrainConfigError,
+    blend_targets,
     class_weight_tensor,
     distillation_loss,
     make_optimizer,
@@ -150,6 +151,42 @@ def test_distilled_student_learns_from_its_teacher(tmp_path):
     six = FaceSet(seven.images[:12], seven.labels[:12], ["train"] * 12, seven.sources[:12], get_scheme("fer6"))
     with pytest.raises(ValueError, match="teacher .* predicts"):
         train(tiny_cfg(tmp_path / "bad", teacher=str(teacher)), six, None, progress=False)
+
+
+def test_blend_targets_mixes_votes_into_labels_and_keeps_faces_without_votes():
+    labels = np.array([0, 2])
+    votes = np.array([[0, 1, 0], [0, 0, 0]], dtype=np.float32)  # the second face has no votes
+    cfg = TrainConfig(soft_targets="ferplus", soft_target_weight=0.3)
+    t = blend_targets(cfg, labels, 3, votes)
+    assert t.tolist() == [pytest.approx([0.7, 0.3, 0.0]), [0.0, 0.0, 1.0]]
+    assert blend_targets(TrainConfig(), labels, 3, None) is None
+
+
+@pytest.mark.parametrize("cfg,votes,message", [
+    ({}, np.eye(3, dtype=np.float32)[:2], "soft_targets is not set"),
+    ({"soft_targets": "teacher"}, None, "unknown soft_targets 'teacher'"),
+    ({"soft_targets": "ferplus"}, None, "needs the FER\\+ vote shares"),
+    ({"soft_targets": "ferplus", "soft_target_weight": 1.5}, None, "must be in \\[0, 1\\]"),
+    ({"soft_targets": "ferplus"}, np.eye(3, dtype=np.float32), "shape \\(3, 3\\), expected \\(2, 3\\)"),
+    ({"soft_targets": "ferplus"}, np.full((2, 3), 0.5, np.float32), "must be a distribution"),
+])
+def test_blend_targets_refuses_bad_input(cfg, votes, message):
+    with pytest.raises(TrainConfigError, match=message):
+        blend_targets(TrainConfig(**cfg), np.array([0, 1]), 3, votes)
+
+
+def test_a_run_learns_its_soft_targets(tmp_path):
+    """With all the weight on the soft targets, a net learns them, not the labels: here every face's target is the
+    next class's, so it is scored against shifted labels."""
+    faces = toy_faces(12)
+    shifted = (faces.labels + 1) % 7
+    cfg = tiny_cfg(tmp_path, epochs=6, soft_targets="ferplus", soft_target_weight=1.0)
+    scored = FaceSet(faces.images, shifted, faces.splits, faces.sources)
+    summary = train(cfg, faces, scored, progress=False, targets=np.eye(7, dtype=np.float32)[shifted])
+    assert summary["best_acc"] > 0.8  # chance is 1/7
+    with pytest.raises(TrainConfigError, match="soft_target_weight differ"):
+        train(tiny_cfg(tmp_path, epochs=6, soft_targets="ferplus", soft_target_weight=0.5), faces, scored,
+              progress=False, resume=True, targets=np.eye(7, dtype=np.float32)[shifted])
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
