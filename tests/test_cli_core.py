@@ -64,7 +64,7 @@ def test_train_with_ferplus_soft_targets(fer_folder, tmp_path, capsys):
 
     train_images = sorted(p.relative_to(fer_folder).as_posix() for p in (fer_folder / "train").rglob("*.png"))
     flags = ["train", "--data", str(fer_folder), "--model", "emovgg_s", "--set", "model_kwargs={\"width\": 8}",
-             "--epochs", "1", "--batch-size", "8", "--set", "soft_targets=\"ferplus\"", "--out", str(tmp_path / "r")]
+             "--epochs", "1", "--batch-size", "8", "--set", "soft_targets=ferplus", "--out", str(tmp_path / "r")]
     assert main(flags) == 2  # no FER+ files yet
     assert "fer2013new.csv" in capsys.readouterr().err
     write_ferplus_votes(fer_folder, {src: [0, 8, 2, 0, 0, 0, 0, 0, 0, 0] for src in train_images[:-1]})
@@ -98,6 +98,8 @@ def test_train_refuses_an_empty_class(fer_folder, tmp_path, capsys):
 @pytest.mark.parametrize("flags,message", [
     (["--model", "nope"], "unknown model 'nope'"),
     (["--set", "epochz=3"], "unknown training option(s): epochz"),
+    (["--set", "augment"], "--set augment: give KEY=VALUE"),
+    (["--set", "soft_targets=teacher"], "unknown soft_targets 'teacher'"),
     (["--ema-decay", "1"], "ema_decay 1.0 must be in [0, 1)"),
     (["--optimizer", "sgd", "--set", "schedule=\"sometimes\""], "unknown schedule"),
 ])

@@ -36,8 +36,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise TrainConfigError("give --budget or --time-limit, not both: --budget sets its own time limit")
         cfg_dict["time_limit_s"] = args.time_limit
     for kv in args.set or []:
-        k, _, v = kv.partition("=")
-        cfg_dict[k] = json.loads(v) if v[:1] in "[{0123456789-tfn\"" else v
+        k, eq, v = kv.partition("=")
+        if not eq:
+            raise TrainConfigError(f"--set {kv}: give KEY=VALUE, e.g. --set soft_targets=ferplus")
+        try:  # a JSON value (number, true, null, list, object, "quoted string"), else the bare word as a string
+            cfg_dict[k] = json.loads(v)
+        except ValueError:
+            cfg_dict[k] = v
     cfg_dict["out_dir"] = args.out
     cfg = TrainConfig.from_dict(cfg_dict)
     fs = load_dataset(args.data, scheme=args.scheme, labels=args.labels)
@@ -129,7 +134,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int)
     t.add_argument("--device", help="auto (default: a CUDA GPU when PyTorch sees one), cpu, cuda or cuda:N")
     t.add_argument("--seed", type=int)
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other TrainConfig field (JSON value)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other TrainConfig field: a JSON value (0.3, true, [1, 2]) or a bare word")
     t.add_argument("--labels", default="default", choices=["default", "ferplus"],
                    help="ferplus: FER-2013 folder with FER+ majority-vote labels (use --scheme ferplus8 or fer7)")
     t.add_argument("--scheme", default="fer7", help="label scheme: fer7, fer6, ferplus8")
