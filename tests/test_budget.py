@@ -158,3 +158,11 @@ def test_replanner_shortens_a_run_whose_epochs_slowed_and_keeps_one_on_time():
     assert crops(ran(6, 6, 6), 10) == 3 + 3 + 2
     # a blip in one of the last three epochs does not count (the median of their slowdowns does)
     assert Replanner(calibrated(10, whole=10.0), limit_s=1000.0, margin=1.0)(ran(10, 10, 40), 10) == 10
+
+
+def test_replanner_waits_for_three_epochs_before_it_judges():
+    plan = Replanner(calibrated(10, whole=10.0), limit_s=100.0, margin=1.0)
+    # one slow second epoch (other work on the machine) used to be half of a two-epoch median and cut the run
+    assert plan(ran(10, 15), 10) == 10
+    assert plan(ran(10, 15, 10), 10) == 10  # the median of three drops it
+    assert plan(ran(15, 15, 15), 10) < 10  # a machine that is slower throughout is still caught at epoch 3

@@ -115,8 +115,9 @@ class Replanner:
 
     A plan made from a calibration at the start can be overtaken by the machine: on a 2-core EPYC the epochs of a
     2-hour run slowed from 65 s to 79 s within its first ten. This hook rescales the calibrated epoch times by how
-    much slower the last three epochs ran than planned, and shortens the run when the rest would pass
-    ``limit_s`` (seconds of training, the budget less calibration). It never lengthens a run.
+    much slower the last three epochs ran than planned (their median, so one slow epoch does not cut the run),
+    and shortens the run when the rest would pass ``limit_s`` (seconds of training, the budget less calibration).
+    It waits for three epochs before it judges, and it never lengthens a run.
     """
 
     plan: EpochPlan
@@ -125,6 +126,8 @@ class Replanner:
 
     def __call__(self, history: list[dict[str, Any]], epochs: int) -> int:
         done = len(history)
+        if done < 3:  # the median of one or two epochs is one outlier: 2 minutes of other work cut 26 epochs
+            return epochs
         ends = [0.0] + [row["elapsed_s"] for row in history]
         # Each epoch ran under the plan in force when it started (a shortened run moves its whole-face tail).
         ran_under = [self.plan.epochs] + [row.get("planned_epochs", self.plan.epochs) for row in history]
