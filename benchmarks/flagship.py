@@ -74,6 +74,8 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
         params["ema_decay"] = cfg["ema_decay"]
     if cfg.get("teacher"):
         params["teacher"] = Path(cfg["teacher"]).name
+    if cfg.get("soft_targets"):  # blended annotators' vote shares into the training targets
+        params |= {"soft_targets": cfg["soft_targets"], "soft_target_weight": cfg["soft_target_weight"]}
     if plan.get("device"):  # trained by benchmarks/gpu_flagship.py: say on which GPU
         params["device"] = plan["device"]
     if plan.get("budget_s"):  # emoscope train --budget: the wall-clock budget its epochs were planned for

@@ -88,10 +88,15 @@ def test_score_only_scores_a_candidate_and_installs_nothing(flagship, tmp_path, 
     from emoscope.weights import WEIGHTS_DIR
 
     monkeypatch.setenv("EMOSCOPE_CACHE", str(tmp_path / "cache"))
+    from test_datasets import write_ferplus_votes
+
     fer_like_folder(tmp_path / "fer", labels=tuple(EMOTIONS))
+    write_ferplus_votes(tmp_path / "fer", {p.relative_to(tmp_path / "fer").as_posix(): [0, 5, 5, 0, 0, 0, 0, 0, 0, 0]
+                                           for p in (tmp_path / "fer" / "train").rglob("*.jpg")})
     run = tmp_path / "run"
     assert cli(["train", "--data", str(tmp_path / "fer"), "--model", "emovgg_t", "--epochs", "1", "--budget", "1",
-                "--batch-size", "4", "--val-split", "publictest", "--ema-decay", "0.9", "--out", str(run)]) == 0
+                "--batch-size", "4", "--val-split", "publictest", "--ema-decay", "0.9", "--set", "soft_targets=ferplus",
+                "--out", str(run)]) == 0
     recorded = []
     monkeypatch.setattr(flagship, "record", lambda rows: recorded.extend(rows) or tmp_path / "results.json")
     shipped_before = {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()}
@@ -106,6 +111,7 @@ def test_score_only_scores_a_candidate_and_installs_nothing(flagship, tmp_path, 
     assert row.experiment == "flagship candidates" and row.accuracy == scores["PrivateTest"]["none"]["accuracy"]
     assert row.command.endswith("--score-only") and "emoscope train" in row.command
     assert row.params["ema_decay"] == 0.9  # the table says the candidate shipped a weight average
+    assert row.params["soft_targets"] == "ferplus" and row.params["soft_target_weight"] == 0.3  # and its targets
     assert row.params["budget_s"] == 60 and "device" not in row.params  # planned by --budget, not gpu_flagship
     assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == shipped_before
 
