@@ -23,9 +23,27 @@ VOTE_TO_EMOTION = {"neutral": "neutral", "happiness": "happy", "surprise": "surp
                    "anger": "angry", "disgust": "disgust", "fear": "fear", "contempt": "contempt"}
 
 
+def counted_votes(votes: np.ndarray) -> np.ndarray:
+    """The votes FER+ counts: a single vote for a column is an outlier and dropped (works on one row or a table)."""
+    return np.where(votes <= 1, 0, votes)
+
+
+def column_classes(scheme: str | LabelScheme) -> np.ndarray:
+    """For each of VOTE_COLUMNS, its class index in ``scheme`` after the scheme's merges, or -1 when it has none
+    ("unknown", "not a face", or an emotion the scheme drops)."""
+    sch = get_scheme(scheme)
+    to_class = np.full(len(VOTE_COLUMNS), -1)
+    for j, col in enumerate(VOTE_COLUMNS):
+        name = VOTE_TO_EMOTION.get(col)
+        name = sch.merges.get(name, name) if name else None
+        if name in sch.classes:
+            to_class[j] = sch.index(name)
+    return to_class
+
+
 def majority_label(votes: np.ndarray) -> int | None:
     """Index into VOTE_COLUMNS of the majority emotion, or None (no majority, unknown or not-a-face)."""
-    v = np.where(votes <= 1, 0, votes)  # FER+ drops single outlier votes
+    v = counted_votes(votes)
     total = v.sum()
     if total == 0:
         return None
@@ -76,19 +94,11 @@ def vote_distributions(
     """
     sch = get_scheme(scheme)
     votes, row_of = read_votes(fer_root, ferplus_csv, row_index_csv)
-    to_class = np.full(len(VOTE_COLUMNS), -1)
-    for j, col in enumerate(VOTE_COLUMNS):
-        name = VOTE_TO_EMOTION.get(col)
-        name = sch.merges.get(name, name) if name else None
-        if name in sch.classes:
-            to_class[j] = sch.index(name)
+    to_scheme = (column_classes(sch)[:, None] == np.arange(sch.num_classes)).astype(np.float32)  # columns x classes
+    rows = np.array([row_of.get(str(src), -1) for src in sources], dtype=int)
+    found = (rows >= 0) & (rows < len(votes))
     out = np.zeros((len(sources), sch.num_classes), dtype=np.float32)
-    for i, src in enumerate(sources):
-        row = row_of.get(str(src))
-        if row is None or row >= len(votes):
-            continue
-        v = np.where(votes[row] <= 1, 0, votes[row])
-        np.add.at(out[i], to_class[to_class >= 0], v[to_class >= 0])
+    out[found] = counted_votes(votes[rows[found]]) @ to_scheme
     total = out.sum(1, keepdims=True)
     return np.divide(out, total, out=np.zeros_like(out), where=total > 0)
 
@@ -104,6 +114,7 @@ def read_ferplus(
     root = Path(fer_root)
     sch = get_scheme(scheme)
     votes, row_of = read_votes(root, ferplus_csv, row_index_csv)
+    to_class = column_classes(sch)
 
     base = read_image_folder(root, scheme="fer7", progress=progress)
     keep, labels = [], []
@@ -115,16 +126,11 @@ def read_ferplus(
             failures.append((src, "no FER+ row (unmatched image)"))
             continue
         best = majority_label(votes[row])
-        if best is None:
-            dropped += 1
-            continue
-        name = VOTE_TO_EMOTION[VOTE_COLUMNS[best]]
-        name = sch.merges.get(name, name)
-        if name not in sch.classes:
+        if best is None or to_class[best] < 0:  # no majority, or an emotion the scheme drops
             dropped += 1
             continue
         keep.append(i)
-        labels.append(sch.index(name))
+        labels.append(int(to_class[best]))
     idx = np.array(keep, dtype=int)
     fs = FaceSet(base.images[idx], np.array(labels), base.splits[idx], base.sources[idx], sch, failures)
     fs.dropped_no_majority = dropped  # type: ignore[attr-defined]
