@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .errors import EmoscopeError
+
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 #: Lower-case synonyms seen in public datasets, mapped to canonical names.
@@ -38,7 +40,7 @@ SYNONYMS: dict[str, str] = {
 DEFAULT_MERGES: dict[str, str] = {"contempt": "disgust"}
 
 
-class LabelError(ValueError):
+class LabelError(EmoscopeError, ValueError):
     """Raised when labels cannot be mapped onto a scheme; the message lists the offenders."""
 
 

@@ -28,6 +28,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .errors import EmoscopeError
 from .labels import EMOTIONS
 
 #: Schema version written by this code; see ``_MIGRATIONS``.
@@ -43,7 +44,7 @@ SOURCES = ("live", "photo")
 CSV_COLUMNS = ("id", "time", "source", "session", "track_id", "label", *EMOTIONS)
 
 
-class MoodError(Exception):
+class MoodError(EmoscopeError):
     """A problem with the mood database the user can fix (bad URL, newer schema, bad range)."""
 
 

@@ -24,13 +24,14 @@ from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, augment_batch, mixup
 from .datasets.faceset import FaceSet
+from .errors import EmoscopeError
 from .evaluation import classification_metrics, predict_proba
 from .models import create_model, model_info
 from .models.checkpoint import atomic_save, model_meta, read_checkpoint
 from .preprocess import normalize, resize_batch, to_unit
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(EmoscopeError, ValueError):
     """A training run cannot start as configured (unknown option, missing GPU, mismatched teacher or resume...)."""
 
 

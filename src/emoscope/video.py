@@ -31,6 +31,7 @@ import numpy as np
 
 from .annotate import draw_faces
 from .datasets.images import IMAGE_EXTENSIONS, ImageReadError
+from .errors import EmoscopeError
 from .labels import EMOTIONS
 from .recognizer import Face, Recognizer, read_image
 
@@ -39,7 +40,7 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
 
 
-class VideoSourceError(ValueError):
+class VideoSourceError(EmoscopeError, ValueError):
     """A video source cannot be opened or read (missing file, no such webcam, unreachable stream, ...)."""
 
 

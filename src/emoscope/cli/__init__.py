@@ -10,11 +10,13 @@ import argparse
 import importlib
 import sys
 
+from ..errors import EmoscopeError
+
 #: Sub-command modules, in the order they are listed in ``emoscope --help``.
 COMMAND_MODULES = ["data", "train", "evaluate", "predict", "video", "research", "mood", "serve"]
 
 
-class UserError(Exception):
+class UserError(EmoscopeError):
     """An error caused by the user's input; the CLI prints its message and exits with status 2."""
 
 
@@ -30,16 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line as given, for run folders that record how they were made
-    from ..datasets.faceset import DatasetError
-    from ..datasets.images import ImageReadError
-    from ..labels import LabelError
-    from ..models.checkpoint import CheckpointError
-    from ..training import TrainConfigError
-
     try:
         return int(args.func(args) or 0)
-    except (UserError, DatasetError, LabelError, CheckpointError, ImageReadError, FileNotFoundError,
-            TrainConfigError) as exc:
+    except (EmoscopeError, FileNotFoundError) as exc:
         print(f"emoscope {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

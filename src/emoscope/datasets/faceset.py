@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import EmoscopeError
 from ..labels import LabelScheme, get_scheme
 
 
-class DatasetError(ValueError):
+class DatasetError(EmoscopeError, ValueError):
     """A dataset could not be read; the message names the file/row and what to do."""
 
 

@@ -9,12 +9,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..errors import EmoscopeError
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 #: Refuse images above this many pixels (decompression bombs).
 MAX_PIXELS = 50_000_000
 
 
-class ImageReadError(ValueError):
+class ImageReadError(EmoscopeError, ValueError):
     """An image file could not be decoded."""
 
 

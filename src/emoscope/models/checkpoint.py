@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import EmoscopeError
 from .registry import create_model, model_info
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EmoscopeError, ValueError):
     """A weights file is missing, damaged or not an emoscope checkpoint."""
 
 
