@@ -6,7 +6,7 @@ FER+ relabels the FER-2013 images by ten annotators each; emoscope keeps the maj
 By default the run starts from the shipped FER-2013 weights (``configs/ferplus.json``: ``init_weights``) and
 fine-tunes for a few epochs with a new 8-class head: those weights saw only FER-2013 *Training* images and
 FER+ keeps FER-2013's splits, so no test image leaks in. ``--config`` with a config without ``init_weights``
-(for example ``configs/flagship_v2.json``) trains from scratch instead (about 2 hours on the 2-core CPU).
+(for example ``configs/experiments/flagship_v2.json``) trains from scratch instead (about 2 hours on the 2-core CPU).
 
 Writes ``benchmarks/FERPLUS.md`` (accuracy, macro-F1 and per-class F1 without and with TTA, confusion matrix
 PNG beside it) and a ``ferplus`` row to ``benchmarks/results.json``.
