@@ -22,8 +22,8 @@ the best ``emovgg_m`` run by at least 0.5 points, because it costs ~1.8x the CPU
 PrivateTest is evaluated afterwards on the CPU machine, once, for the chosen model.
 
     python benchmarks/gpu_flagship.py pack --data ../shared/datasets/fer2013 --out .gpu_data/fer2013_trainval.npz
-    python benchmarks/gpu_flagship.py run --data .gpu_data/fer2013_trainval.npz --budget-s 480 --out OUT \\
-        --configs configs/experiments/flagship_v3.json,configs/experiments/flagship_v3_l.json,configs/flagship_v3_reg.json
+    python benchmarks/gpu_flagship.py run --data .gpu_data/fer2013_trainval.npz --budget-s 480 --out OUT --configs \\
+        configs/experiments/flagship_v3.json,configs/experiments/flagship_v3_l.json,configs/flagship_v3_reg.json
     python benchmarks/gpu_flagship.py score --runs runs/gpu        # back here: PublicTest and PrivateTest
 
 ``run --fixed-epochs --seeds 0,1`` trains recipes sized for another machine (the 2-hour CPU configs) at their own
