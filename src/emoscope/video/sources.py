@@ -1,0 +1,208 @@
+"""Frame sources: a video file, a webcam, a network stream or a folder of frame images, one frame at a time.
+
+Problems the user can fix raise :class:`VideoSourceError`; a corrupt frame is skipped, counted and reported,
+and the run carries on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..datasets.images import IMAGE_EXTENSIONS, ImageReadError
+from ..errors import EmoscopeError
+from ..recognizer import read_image
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
+
+
+class VideoSourceError(EmoscopeError, ValueError):
+    """A video source cannot be opened or read (missing file, no such webcam, unreachable stream, ...)."""
+
+
+
+@dataclass
+class Frame:
+    """One decoded frame: position in the source, time in seconds, uint8 BGR image."""
+
+    index: int
+    t: float
+    image: np.ndarray
+
+
+class FrameSource:
+    """Base class: iterate to get :class:`Frame` objects; ``skipped`` counts unreadable frames."""
+
+    kind = "source"
+
+    def __init__(self, name: str, fps: float) -> None:
+        self.name, self.fps = name, fps
+        self.skipped = 0
+        self.problems: list[str] = []  # first few reasons, for the report
+
+    def _skip(self, reason: str) -> None:
+        self.skipped += 1
+        if len(self.problems) < 20:
+            self.problems.append(reason)
+
+    def __iter__(self) -> Iterator[Frame]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+class _Quiet:
+    """Silence OpenCV's own console warnings while probing a source (we report our own errors)."""
+
+    def __enter__(self) -> None:
+        try:
+            self._old = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        except AttributeError:  # pragma: no cover
+            self._old = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            cv2.utils.logging.setLogLevel(self._old)
+
+
+class CaptureSource(FrameSource):
+    """A video file, webcam or network stream read through ``cv2.VideoCapture``."""
+
+    def __init__(self, cap: cv2.VideoCapture, kind: str, name: str, fps: float | None, live: bool,
+                 max_failures: int = 30) -> None:
+        cap_fps = cap.get(cv2.CAP_PROP_FPS)
+        ok_fps = cap_fps if cap_fps and math.isfinite(cap_fps) and 0 < cap_fps <= 1000 else 25.0
+        super().__init__(name, fps or ok_fps)
+        self.kind, self.cap, self.live, self.max_failures = kind, cap, live, max_failures
+        n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(n) if n and math.isfinite(n) and n > 0 and not live else None
+
+    def __iter__(self) -> Iterator[Frame]:
+        index, failures, t0 = 0, 0, time.monotonic()
+        while True:
+            ok, img = self.cap.read()
+            if not ok or img is None or img.size == 0:
+                more = self.live or (self.frame_count is not None and index < self.frame_count - 1)
+                if not more:
+                    break
+                failures += 1
+                self._skip(f"frame {index}: could not be decoded")
+                index += 1
+                if failures >= self.max_failures:
+                    self.problems.append(f"stopped after {failures} unreadable frames in a row")
+                    break
+                continue
+            failures = 0
+            t = time.monotonic() - t0 if self.live else index / self.fps
+            yield Frame(index, t, img)
+            index += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class FolderSource(FrameSource):
+    """Image files of a folder, in natural name order, as frames at ``fps`` frames per second."""
+
+    kind = "folder"
+
+    def __init__(self, folder: Path, fps: float | None = None) -> None:
+        super().__init__(str(folder), fps or 25.0)
+        self.files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+                            key=_natural_key)
+        if not self.files:
+            raise VideoSourceError(f"{folder}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, p in enumerate(self.files):
+            try:
+                img = read_image(p)
+            except ImageReadError as exc:
+                self._skip(f"{p.name}: {exc}")
+                continue
+            if img.ndim == 2:
+                img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+            yield Frame(i, i / self.fps, img)
+
+
+def _natural_key(p: Path) -> list[Any]:
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
+
+
+def open_source(source: str | int | Path, fps: float | None = None, timeout: float = 8.0) -> FrameSource:
+    """Open a video file, webcam index, stream URL or frame folder; raise :class:`VideoSourceError` if it can't.
+
+    ``fps`` overrides the frame rate (needed for folders, default 25). ``timeout`` bounds opening a stream.
+    """
+    if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
+        return _open_webcam(int(source), fps)
+    s = str(source)
+    if _URL.match(s) and not s.lower().startswith("file://"):
+        return _open_stream(s, fps, timeout)
+    p = Path(s[7:] if s.lower().startswith("file://") else s)
+    if p.is_dir():
+        return FolderSource(p, fps)
+    if not p.exists():
+        raise VideoSourceError(f"{p}: no such file or folder")
+    if p.stat().st_size == 0:
+        raise VideoSourceError(f"{p}: empty file")
+    with _Quiet():
+        cap = cv2.VideoCapture(str(p))
+        ok = cap.isOpened()
+    if not ok:
+        cap.release()
+        hint = "" if p.suffix.lower() in VIDEO_EXTENSIONS else " (is it a video file?)"
+        raise VideoSourceError(f"{p}: cannot open as a video: corrupt, truncated or unsupported format{hint}")
+    return CaptureSource(cap, "file", str(p), fps, live=False)
+
+
+def _open_webcam(index: int, fps: float | None) -> FrameSource:
+    if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+        raise VideoSourceError(f"webcam {index}: no such camera (/dev/video{index} does not exist)")
+    with _Quiet():
+        cap = cv2.VideoCapture(index)
+        ok = cap.isOpened() and cap.read()[0]
+    if ok:
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # analyse the newest frame, not a backlog, when we are slower
+    if not ok:
+        cap.release()
+        raise VideoSourceError(f"webcam {index}: cannot open it (missing, busy in another program, or no permission)")
+    return CaptureSource(cap, "webcam", str(index), fps, live=True)
+
+
+def _open_stream(url: str, fps: float | None, timeout: float) -> FrameSource:
+    ms = int(timeout * 1000)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    with _Quiet():
+        try:
+            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+        except cv2.error:
+            cap = cv2.VideoCapture(url)
+        ok = cap.isOpened()
+    if not ok:
+        cap.release()
+        raise VideoSourceError(f"{url}: cannot open the stream (unreachable, refused, timed out after {timeout:g} s, "
+                               "or not a video stream)")
+    return CaptureSource(cap, "stream", url, fps, live=True, max_failures=max(10, int(timeout * 5)))
+
