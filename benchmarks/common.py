@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from emoscope.classic import sample_per_class
-from emoscope.cli.durations import duration_arg
 from emoscope.datasets import FaceSet, load_dataset
 from emoscope.datasets.splits import stratified_split
+from emoscope.durations import duration_arg
 from emoscope.evaluation import classification_metrics, predict_proba
 from emoscope.models import model_info
 from emoscope.models.checkpoint import load_model

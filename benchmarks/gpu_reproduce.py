@@ -26,7 +26,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from emoscope.cli.durations import duration_arg
+from emoscope.durations import duration_arg
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -122,14 +122,14 @@ def test_train_on_a_missing_gpu_says_so(fer_folder, tmp_path, capsys):
     ("600", "s", 600), ("90", "m", 5400), (" 2H ", "s", 7200), ("1h 30m 15s", "m", 5415),
 ])
 def test_durations_read_units_and_bare_numbers(text, bare, seconds):
-    from emoscope.cli.durations import parse_duration
+    from emoscope.durations import parse_duration
 
     assert parse_duration(text, bare) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "soon", "5x", "m5", "-3m", "1h-30m", "2hh"])
 def test_durations_refuse_what_they_cannot_read(text):
-    from emoscope.cli.durations import parse_duration
+    from emoscope.durations import parse_duration
 
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .durations import duration_arg
+from ..durations import duration_arg
 
 if TYPE_CHECKING:
     import numpy as np

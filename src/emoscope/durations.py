@@ -1,4 +1,4 @@
-"""Durations on the command line: ``90s``, ``45m``, ``2h``, ``1h30m`` or a bare number in the option's own unit.
+"""Durations on the command line and in benchmark scripts: ``90s``, ``45m``, ``2h``, ``1h30m`` or a bare number.
 
 ``emoscope train --time-limit`` has always counted minutes and the benchmark scripts' ``--time-limit`` seconds;
 with a unit suffix both read the same, and a bare number keeps each option's documented unit.
