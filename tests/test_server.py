@@ -139,9 +139,9 @@ def test_api_docs_page_loads_swagger_ui_from_this_server(client):
 
 def test_api_docs_fall_back_to_the_cdn_without_fastapi_offline(store, monkeypatch):
     """Without the Swagger UI files the page still renders (from the CDN, so online only) and the app says so."""
-    import emoscope.server.app as server_app
+    import emoscope.server.routes.pages as server_pages
 
-    monkeypatch.setattr(server_app, "_swagger_ui_dir", lambda: None)
+    monkeypatch.setattr(server_pages, "swagger_ui_dir", lambda: None)
     with make_client(store) as c:
         assert c.app.state.docs_offline is False
         r = c.get("/api/docs")
