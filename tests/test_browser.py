@@ -2,7 +2,11 @@
 
 The fake camera plays a Y4M file made from ``skimage.data.astronaut()`` (a real smiling face). The test checks
 that a box and label appear over the video, that a photo upload shows a result, that mood rows are written
-and the dashboard shows them, and that acknowledged rows survive ``kill -9`` of the server. Screenshots are
+and the dashboard shows them, and that acknowledged rows survive ``kill -9`` of the server.
+``test_page_at_size`` checks, at desktop and phone size (390x844) and in dark mode, what a person sees: boxes
+and numbered labels drawn by the page over the photo and the video, the same numbers on each box and its card,
+hover linking both ways, nothing clipped or overlapping, readable chart labels, no stale error or result after
+a failed upload, and a footer row count that follows the log. Screenshots are
 saved under ``tests/artifacts/`` (or ``$EMOSCOPE_TEST_ARTIFACTS``). The shipped model may be a placeholder,
 so which emotion wins is not checked.
 """
@@ -10,6 +14,7 @@ so which emotion wins is not checked.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -121,17 +126,73 @@ def shot(page, name: str) -> Path:
     return path
 
 
-def overlay_ink(page) -> int:
-    """Number of drawn (non-transparent) pixels on the canvas over the video."""
+def overlay_faces(page, layer: str) -> list[dict]:
+    """The faces the page drew over the photo or video (``layer`` is the SVG's id): number, label text, boxes."""
     return page.evaluate(
-        """() => {
-            const c = document.getElementById('live-overlay');
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            let n = 0;
-            for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-            return n;
-        }"""
+        """(id) => Array.from(document.querySelectorAll(`#${id} g.face`)).map((g) => {
+            const r = (sel) => { const b = g.querySelector(sel).getBoundingClientRect();
+                                 return {x: b.x, y: b.y, w: b.width, h: b.height}; };
+            return {n: g.dataset.face, text: g.querySelector("text").textContent, box: r("rect.box"),
+                    tag: r("rect.tag"), hot: g.classList.contains("hot")};
+        })""",
+        layer,
     )
+
+
+def same_moment(page, layer: str, cards: str) -> list[tuple[str, str]]:
+    """(box label, card title) per face, read in one JavaScript task, so no new result can come in between."""
+    return page.evaluate(
+        """([layer, cards]) => Array.from(document.querySelectorAll(`#${layer} g.face`)).map((g) => {
+            const t = document.querySelector(`#${cards} .face-card[data-face="${g.dataset.face}"] .title`);
+            return [g.querySelector("text").textContent, t ? t.textContent : null];
+        })""",
+        [layer, cards],
+    )
+
+
+def rect(page, selector: str) -> dict:
+    return page.eval_on_selector(
+        selector, "(e) => { const b = e.getBoundingClientRect(); return {x: b.x, y: b.y, w: b.width, h: b.height}; }"
+    )
+
+
+def inside(inner: dict, outer: dict, slack: float = 1.0) -> bool:
+    return (inner["x"] >= outer["x"] - slack and inner["y"] >= outer["y"] - slack
+            and inner["x"] + inner["w"] <= outer["x"] + outer["w"] + slack
+            and inner["y"] + inner["h"] <= outer["y"] + outer["h"] + slack)  # fmt: skip
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return (a["x"] < b["x"] + b["w"] - 1 and b["x"] < a["x"] + a["w"] - 1
+            and a["y"] < b["y"] + b["h"] - 1 and b["y"] < a["y"] + a["h"] - 1)  # fmt: skip
+
+
+def assert_numbers_match(pairs: list[tuple[str, str]]) -> None:
+    """Box label "N · happy 58%" and card title "Face N: happy 58%" carry the same number, label and percent."""
+    assert pairs, "no face drawn"
+    for label, title in pairs:
+        n, _, summary = label.partition(" · ")
+        assert n.isdigit() and int(n) >= 1, label
+        assert title == f"Face {n}: {summary}", (label, title)
+
+
+def footer_rows(page) -> int:
+    text = page.locator("#server-info").inner_text()
+    m = re.search(r"\((\d+) rows?\)", text)
+    assert m, text
+    return int(m.group(1))
+
+
+def wait_footer_matches_db(page, db: Path, timeout: float = 15.0) -> int:
+    """The footer's row count catches up with the database (it is re-read after logging and on the Mood tab)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with MoodStore(db) as st:
+            n = st.count()
+        if footer_rows(page) == n or time.monotonic() > deadline:
+            assert footer_rows(page) == n, (page.locator("#server-info").inner_text(), n)
+            return n
+        time.sleep(0.25)
 
 
 def test_live_photo_and_dashboard_in_chromium(server, browser, tmp_path):
@@ -148,13 +209,14 @@ def test_live_photo_and_dashboard_in_chromium(server, browser, tmp_path):
     card = page.locator("#live-faces .face-card").first
     card.wait_for(timeout=60_000)
     title = card.locator("h4").inner_text()
-    assert title.startswith("Face #") and title.split(": ")[1] in (
-        "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fmt: skip
+    assert re.fullmatch(r"Face [1-9]\d*: (angry|disgust|fear|happy|sad|surprise|neutral) \d{1,3}%", title), title
     assert card.locator(".bars .bar").count() == 7
     page.wait_for_function("() => live.last && live.last.faces.length > 0 && live.frameTimes.length > 1")
     face = page.evaluate("() => live.last.faces[0]")
     assert set(face) >= {"track_id", "box", "probs", "smoothed", "label"} and len(face["box"]) == 4
-    assert overlay_ink(page) > 500, "nothing drawn over the video"
+    drawn = overlay_faces(page, "live-overlay")
+    assert drawn and drawn[0]["box"]["w"] > 10, "nothing drawn over the video"
+    assert_numbers_match(same_moment(page, "live-overlay", "live-faces"))
     # mood rows are sampled once per second per track: wait for a few acknowledged ones
     page.wait_for_function("() => live.logged >= 3", timeout=60_000)
     fps = float(page.locator("#live-fps").inner_text())
@@ -168,8 +230,10 @@ def test_live_photo_and_dashboard_in_chromium(server, browser, tmp_path):
     page.get_by_label("Log to mood diary").nth(1).check()
     page.set_input_files("#photo-file", str(photo))
     page.locator("#photo-result").wait_for(state="visible", timeout=60_000)
-    assert page.get_attribute("#photo-img", "src").startswith("data:image/jpeg;base64,")
+    # the page shows the uploaded file and draws the boxes itself (no server-drawn picture)
+    assert page.get_attribute("#photo-img", "src").startswith("blob:")
     assert page.locator("#photo-faces .face-card").count() >= 1
+    assert len(overlay_faces(page, "photo-overlay")) == page.locator("#photo-faces .face-card").count()
     assert "512×512 JPEG" in page.locator("#photo-caption").inner_text()
     shot(page, "photo")
 
@@ -180,6 +244,11 @@ def test_live_photo_and_dashboard_in_chromium(server, browser, tmp_path):
     assert summary.startswith("Today: ") and int(summary.split()[1]) >= 4
     assert page.locator("#chart-timeline svg rect title").count() >= 1  # at least one minute with data
     assert page.locator("#chart-days svg rect title").count() >= 1
+    # the footer's count follows the log (it said "(0 rows)" after 23 rows before)
+    page.get_by_role("tab", name="Live").click()
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_role("tab", name="Mood").click()
+    assert wait_footer_matches_db(page, db) >= 4
     shot(page, "mood")
 
     # 4) smiles gallery: empty (smile capture was off), then one capture (written straight to the database,
@@ -207,6 +276,129 @@ def test_live_photo_and_dashboard_in_chromium(server, browser, tmp_path):
         photo_rows = sum(1 for r in st.rows() if r["source"] == "photo")
     assert live_rows >= acked >= 3
     assert photo_rows >= 1
+
+
+SIZES = {"desktop": {"width": 1280, "height": 900}, "mobile": {"width": 390, "height": 844}}
+
+
+def two_face_photo(path: Path) -> Path:
+    """The astronaut twice, the second copy cut so its face sits near the right edge (where a label got clipped)."""
+    a = astronaut_bgr()
+    cv2.imwrite(str(path), np.hstack([a, a[:, :330]]))
+    return path
+
+
+def luminance(css: str) -> float:
+    r, g, b = (int(v) / 255 for v in re.findall(r"\d+", css)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_page_at_size(server, browser, tmp_path, size):
+    """Each web-page bug of issue 26, at desktop and phone size, then the same views in dark mode."""
+    url, db, _ = server
+    page = browser.new_page(viewport=SIZES[size])
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/#photo")
+    page.wait_for_function("() => /rows?\\)/.test(document.getElementById('server-info').textContent)")
+    assert footer_rows(page) == 0
+    no_sideways_scroll = "() => document.documentElement.scrollWidth <= window.innerWidth"
+
+    # photo: two faces, numbered 1 and 2 on the boxes the page draws and on the cards, the same numbers on both
+    page.get_by_label("Log to mood diary").nth(1).check()
+    page.set_input_files("#photo-file", str(two_face_photo(tmp_path / "two.png")))
+    page.locator("#photo-result").wait_for(state="visible", timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#photo-overlay g.face').length === 2")
+    drawn = overlay_faces(page, "photo-overlay")
+    assert [d["n"] for d in drawn] == ["1", "2"]
+    assert_numbers_match(same_moment(page, "photo-overlay", "photo-faces"))
+    # each box is where the API says the face is, mapped onto the picture as shown
+    img = rect(page, "#photo-img")
+    faces = page.evaluate("() => photo.result.faces")
+    k = img["w"] / 842
+    for d, f in zip(drawn, faces, strict=True):
+        x, y, w, h = f["box"]
+        assert abs(d["box"]["x"] - (img["x"] + x * k)) < 2 and abs(d["box"]["y"] - (img["y"] + y * k)) < 2, (d, f)
+        assert abs(d["box"]["w"] - w * k) < 2 and abs(d["box"]["h"] - h * k) < 2, (d, f)
+        assert inside(d["tag"], img), f"label {d['text']!r} runs past the picture: {d['tag']} vs {img}"
+    cards = [rect(page, f'#photo-faces .face-card[data-face="{n}"]') for n in ("1", "2")]
+    assert not overlap(cards[0], cards[1]) and not any(overlap(c, img) for c in cards)
+    assert page.evaluate(no_sideways_scroll)
+    # hover links a box and its card, both ways
+    page.hover('#photo-overlay g.face[data-face="2"] rect.box')
+    assert page.locator('#photo-faces .face-card[data-face="2"]').get_attribute("class").split().count("hot") == 1
+    assert "hot" not in page.locator('#photo-faces .face-card[data-face="1"]').get_attribute("class").split()
+    page.hover('#photo-faces .face-card[data-face="1"]')
+    hot = {d["n"]: d["hot"] for d in overlay_faces(page, "photo-overlay")}
+    assert hot == {"1": True, "2": False}
+    shot(page, f"{size}-photo")
+    # the footer's row count follows the log
+    assert wait_footer_matches_db(page, db) == 2
+
+    # a failed upload: the error shows in the Photo view, the old result is gone, and no other tab carries it
+    page.set_input_files("#photo-file", files=[{"name": "notes.jpg", "mimeType": "image/jpeg",
+                                                "buffer": b"these are my notes, not a picture"}])  # fmt: skip
+    page.locator("#photo-error").wait_for(state="visible", timeout=30_000)
+    assert page.locator("#photo-error").inner_text().startswith("Photo notes.jpg not analysed: ")
+    assert page.locator("#photo-result").is_hidden()
+    assert page.locator("#photo-faces .face-card").count() == 0
+    assert page.locator("#photo-overlay g.face").count() == 0
+    shot(page, f"{size}-photo-error")
+    for tab in ("Mood", "Live", "Smiles"):
+        page.get_by_role("tab", name=tab).click()
+        assert "Photo" not in page.locator("#status").inner_text()
+        assert page.locator(".panel-error:visible").count() == 0, tab
+
+    # live: the box and its card show the same number at the same moment; the label stays inside the video
+    page.get_by_role("tab", name="Live").click()
+    page.get_by_role("button", name="Start camera").click()
+    page.wait_for_function("() => document.querySelectorAll('#live-overlay g.face').length > 0", timeout=60_000)
+    stage = rect(page, "#stage")
+    for _ in range(5):  # over several results, not only the first
+        page.wait_for_function("(seq) => live.last.seq > seq", arg=page.evaluate("() => live.last.seq"))
+        assert_numbers_match(same_moment(page, "live-overlay", "live-faces"))
+        for d in overlay_faces(page, "live-overlay"):
+            assert inside(d["tag"], stage), (d, stage)
+    for c in page.locator("#live-faces .face-card").all():
+        b = c.bounding_box()
+        assert not overlap({"x": b["x"], "y": b["y"], "w": b["width"], "h": b["height"]}, stage)
+    n = overlay_faces(page, "live-overlay")[0]["n"]
+    page.hover(f'#live-faces .face-card[data-face="{n}"]')
+    page.wait_for_function("() => live.last.seq > 0 && document.querySelector('#live-overlay g.face.hot')")
+    assert page.evaluate(no_sideways_scroll)
+    shot(page, f"{size}-live")
+    page.get_by_role("button", name="Stop").click()
+
+    # mood: chart text is drawn at its real size (the timeline's hour labels were 4 px high on a phone)
+    page.get_by_role("tab", name="Mood").click()
+    page.wait_for_function("() => document.querySelectorAll('#chart-timeline svg text').length > 0")
+    for chart in ("chart-timeline", "chart-hours", "chart-days"):
+        boxes = page.eval_on_selector_all(
+            f"#{chart} svg > text:not(.value)", "(ts) => ts.map((t) => { const b = t.getBoundingClientRect();"
+            " return {x: b.x, y: b.y, w: b.width, h: b.height}; })")  # fmt: skip
+        assert all(b["h"] >= 11 for b in boxes), (chart, boxes)
+        axis = sorted((b for b in boxes if b["y"] == max(c["y"] for c in boxes)), key=lambda b: b["x"])
+        assert all(a["x"] + a["w"] <= b["x"] for a, b in zip(axis, axis[1:])), f"{chart}: axis labels overlap"
+        assert inside(rect(page, f"#{chart} svg"), rect(page, "#panel-mood"))
+    assert page.evaluate(no_sideways_scroll)
+    shot(page, f"{size}-mood")
+
+    # dark mode from the system setting: dark surfaces, light text, on the same page
+    page.emulate_media(color_scheme="dark")
+    colours = page.evaluate("""() => { const c = (s, p) => getComputedStyle(document.querySelector(s))[p];
+        return {bg: c("body", "backgroundColor"), text: c("body", "color"), panel: c("#panel-mood", "backgroundColor"),
+                chart: c("#chart-days svg", "backgroundColor")}; }""")  # fmt: skip
+    assert luminance(colours["bg"]) < 0.1 and luminance(colours["panel"]) < 0.15 and luminance(colours["chart"]) < 0.15
+    assert luminance(colours["text"]) > 0.75, colours
+    shot(page, f"{size}-mood-dark")
+    page.get_by_role("tab", name="Photo").click()
+    page.set_input_files("#photo-file", str(tmp_path / "two.png"))
+    page.wait_for_function("() => document.querySelectorAll('#photo-overlay g.face').length === 2", timeout=60_000)
+    assert page.locator("#photo-error").is_hidden()
+    shot(page, f"{size}-photo-dark")
+    assert not [e for e in errors if "favicon" not in e and "415" not in e], errors
 
 
 TOKEN = "browser-test-token-0123456789"

@@ -35,15 +35,29 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-// ------------------------------------------------------------------------------------------ status
+// ------------------------------------------------------------------------------------------ messages
+// An error belongs to the view it happened in: it is shown inside that panel (and cleared by that view's next
+// success), never left in the header where it would follow the user to other tabs. The header line holds short
+// news for the view on screen (cleared on a tab change) and server-wide problems (scope "").
 let statusTimer = 0;
-function setStatus(text, isError = false) {
+let statusScope = "";
+function setStatus(text, isError = false, scope = "") {
   const s = $("status");
   s.textContent = text;
   s.classList.toggle("error", isError);
+  statusScope = scope;
   clearTimeout(statusTimer);
   if (text && !isError) statusTimer = setTimeout(() => { s.textContent = ""; }, 6000);
 }
+
+function showError(scope, text) {
+  const box = $(`${scope}-error`);
+  box.textContent = text;
+  box.hidden = !text;
+  if (text && statusScope === scope) setStatus("");
+}
+
+const clearError = (scope) => showError(scope, "");
 
 function toast(text) {
   const t = el("div", { class: "toast", role: "status", text });
@@ -111,6 +125,7 @@ function selectTab(tab, focus = true) {
   }
   if (focus) tab.focus();
   const name = tab.id.replace("tab-", "");
+  if (statusScope && statusScope !== name) setStatus("");
   history.replaceState(null, "", `#${name}`);
   if (onShow[name]) onShow[name]();
 }
@@ -126,27 +141,178 @@ for (const t of tabs) {
   });
 }
 
-// ------------------------------------------------------------------------------------------ bars (DOM)
-function faceCard(title, probs, label) {
-  const bars = el("div", { class: "bars" });
-  for (const e of EMOTIONS) {
-    if (!(e in probs)) continue;
-    const fill = el("span");
-    fill.style.width = pct(probs[e]);
-    fill.style.background = COLORS[e];
-    const cls = e === label ? "best" : "";
-    bars.append(el("span", { class: cls, text: e }), el("div", { class: "bar" }, fill),
-      el("span", { class: `pct ${cls}`, text: pct(probs[e]) }));
-  }
+// ------------------------------------------------------------------------------------------ faces: one view model
+// Every number shown for a face (box label, card title, bars) comes from faceView(), so the box and its card can
+// never disagree. Faces are numbered from 1: live faces by their track (stable while the face stays in view),
+// photo faces in the order the API lists them.
+function faceView(n, f, probs) {
+  const p = probs[f.label] || 0;
+  return { n, box: f.box, label: f.label, probs, summary: `${f.label} ${pct(p)}` };
+}
+
+function faceCard(v) {
+  const card = el("div", { class: "face-card", tabindex: "0", "data-face": String(v.n) });
   const sw = el("span", { class: "swatch" });
-  sw.style.background = COLORS[label] || "#fff";
-  return el("div", { class: "face-card" }, el("h4", {}, sw, title), bars);
+  card.append(el("h4", {}, sw, el("span", { class: "title" })), el("div", { class: "bars" }));
+  updateCard(card, v);
+  return card;
+}
+
+function updateCard(card, v) {
+  card.querySelector(".swatch").style.background = COLORS[v.label] || "#fff";
+  card.querySelector(".title").textContent = `Face ${v.n}: ${v.summary}`;
+  card.setAttribute("aria-label", `Face ${v.n}: ${v.summary}`);
+  const bars = card.querySelector(".bars");
+  const names = EMOTIONS.concat(Object.keys(v.probs).filter((e) => !EMOTIONS.includes(e))).filter((e) => e in v.probs);
+  if (bars.childElementCount !== names.length * 3) {
+    bars.replaceChildren();
+    for (const e of names) {
+      const fill = el("span");
+      fill.style.background = COLORS[e] || "#888";
+      bars.append(el("span", { text: e }), el("div", { class: "bar" }, fill), el("span", { class: "pct" }));
+    }
+  }
+  names.forEach((e, i) => {
+    const [name, bar, num] = Array.from(bars.children).slice(3 * i, 3 * i + 3);
+    const best = e === v.label;
+    name.classList.toggle("best", best);
+    num.classList.toggle("best", best);
+    bar.firstChild.style.width = pct(v.probs[e]);
+    num.textContent = pct(v.probs[e]);
+  });
+}
+
+/** Show `views` as cards in `box`, updating cards in place (keyed by face number) so hover and focus survive. */
+function renderCards(box, views, emptyText) {
+  const keep = new Set(views.map((v) => String(v.n)));
+  for (const c of Array.from(box.children)) if (!keep.has(c.dataset.face)) c.remove();
+  if (!views.length) { box.append(el("p", { class: "muted", text: emptyText })); return; }
+  views.forEach((v, i) => {
+    let card = box.querySelector(`.face-card[data-face="${v.n}"]`);
+    if (card) updateCard(card, v);
+    else card = faceCard(v);
+    if (box.children[i] !== card) box.insertBefore(card, box.children[i] || null);
+  });
+}
+
+// ------------------------------------------------------------------------------------------ overlay (SVG)
+// Boxes and labels are drawn by the page over the <img>/<video>, in screen pixels (so text keeps its size on a
+// phone), from the face boxes in the JSON. `geom` maps source pixels to the overlay: x_screen = ox + x * k.
+const LABEL_FONT = "600 13px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+const measure = document.createElement("canvas").getContext("2d");
+
+function textWidth(text) {
+  measure.font = LABEL_FONT;
+  return measure.measureText(text).width;
+}
+
+function renderOverlay(layer, views, geom) {
+  const { ox, oy, k, cw, ch } = geom;
+  layer.setAttribute("viewBox", `0 0 ${cw} ${ch}`);
+  layer.setAttribute("width", cw);
+  layer.setAttribute("height", ch);
+  const keep = new Set(views.map((v) => String(v.n)));
+  for (const g of Array.from(layer.querySelectorAll("g.face"))) if (!keep.has(g.dataset.face)) g.remove();
+  for (const v of views) {
+    let g = layer.querySelector(`g.face[data-face="${v.n}"]`);
+    if (!g) {
+      g = svg("g", { class: "face", "data-face": String(v.n) });
+      g.append(svg("rect", { class: "halo" }), svg("rect", { class: "box" }), svg("rect", { class: "tag" }),
+        svg("text", { class: "tag-text" }));
+      layer.append(g);
+    }
+    const [x, y, w, h] = v.box;
+    const X = ox + x * k;
+    const Y = oy + y * k;
+    const W = w * k;
+    const H = h * k;
+    const color = COLORS[v.label] || "#ffffff";
+    const [halo, box, tag, text] = g.children;
+    for (const r of [halo, box]) { r.setAttribute("x", X); r.setAttribute("y", Y); r.setAttribute("width", W); r.setAttribute("height", H); }
+    box.setAttribute("stroke", color);
+    const label = `${v.n} · ${v.summary}`;
+    const tw = Math.ceil(textWidth(label)) + 10;
+    const th = 20;
+    // the label sits above the box, else below it, else inside its top; never past the frame's edges
+    let ty = Y - th - 1;
+    if (ty < 0) ty = Y + H + th + 1 <= ch ? Y + H + 1 : Y + 1;
+    const tx = Math.max(0, Math.min(X - 1, cw - tw));
+    tag.setAttribute("x", tx);
+    tag.setAttribute("y", ty);
+    tag.setAttribute("width", tw);
+    tag.setAttribute("height", th);
+    tag.setAttribute("fill", color);
+    text.setAttribute("x", tx + 5);
+    text.setAttribute("y", ty + 14.5);
+    text.textContent = label;
+  }
+}
+
+function clearOverlay(layer) {
+  layer.replaceChildren();
+}
+
+// Hover or focus on a box highlights its card and the other way round. `scope` names the two containers.
+const hot = { live: null, photo: null };
+const HOVER_SCOPES = { live: ["live-overlay", "live-faces"], photo: ["photo-overlay", "photo-faces"] };
+
+function setHot(scope, n) {
+  hot[scope] = n;
+  applyHot(scope);
+}
+
+function applyHot(scope) {
+  for (const id of HOVER_SCOPES[scope]) {
+    for (const node of $(id).querySelectorAll("[data-face]")) {
+      node.classList.toggle("hot", node.dataset.face === hot[scope]);
+    }
+  }
+}
+
+for (const [scope, ids] of Object.entries(HOVER_SCOPES)) {
+  for (const id of ids) {
+    const root = $(id);
+    const faceOf = (e) => e.target.closest && e.target.closest("[data-face]");
+    root.addEventListener("pointerover", (e) => { const f = faceOf(e); if (f) setHot(scope, f.dataset.face); });
+    root.addEventListener("pointerout", (e) => {
+      const f = faceOf(e);
+      if (f && !(e.relatedTarget && f.contains(e.relatedTarget))) setHot(scope, null);
+    });
+    root.addEventListener("focusin", (e) => { const f = faceOf(e); if (f) setHot(scope, f.dataset.face); });
+    root.addEventListener("focusout", () => setHot(scope, null));
+  }
+}
+
+// ------------------------------------------------------------------------------------------ server info (footer)
+// The footer's row count is re-read from /health at start, on opening the Mood tab, after a logged photo and
+// while live rows are logged (at most once a second), so it never shows a stale "(0 rows)".
+const health = { timer: 0, at: 0 };
+
+async function refreshHealth() {
+  health.at = performance.now();
+  try {
+    const h = await apiJson("/health");
+    $("server-info").textContent = `emoscope ${h.version} · model ${h.model.backend || "?"}` +
+      ` · mood log ${h.mood.logging ? "on" : "off"} (${h.mood.rows} row${h.mood.rows === 1 ? "" : "s"})`;
+    if (!h.mood.logging) {
+      for (const id of ["live-log", "photo-log"]) { $(id).checked = false; $(id).disabled = true; }
+    }
+    if (statusScope === "" && $("status").classList.contains("error")) setStatus("");
+  } catch (e) {
+    setStatus(`Server: ${e.message}`, true);
+  }
+}
+
+function refreshHealthSoon() {
+  if (health.timer) return;
+  const wait = Math.max(0, 1000 - (performance.now() - health.at));
+  health.timer = setTimeout(() => { health.timer = 0; refreshHealth(); }, wait);
 }
 
 // ------------------------------------------------------------------------------------------ live
 const live = {
   stream: null, ws: null, inFlight: false, last: null, maxFps: 15, lastSent: 0, timer: 0,
-  frameTimes: [], fps: 0, logged: 0, listUpdated: 0, grab: document.createElement("canvas"),
+  frameTimes: [], fps: 0, logged: 0, grab: document.createElement("canvas"),
 };
 
 function wsUrl() {
@@ -156,6 +322,7 @@ function wsUrl() {
 async function startLive() {
   if (live.stream) return;
   $("live-start").disabled = true;
+  clearError("live");
   try {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       throw new Error("this browser gives no camera access here (it needs https or localhost)");
@@ -165,7 +332,7 @@ async function startLive() {
     });
   } catch (e) {
     $("live-start").disabled = false;
-    setStatus(`Camera not available: ${e.message}`, true);
+    showError("live", `Camera not available: ${e.message}`);
     return;
   }
   const video = $("live-video");
@@ -174,7 +341,6 @@ async function startLive() {
   $("stage-hint").hidden = true;
   $("live-stop").disabled = false;
   openSocket();
-  requestAnimationFrame(drawOverlay);
 }
 
 function openSocket() {
@@ -182,7 +348,7 @@ function openSocket() {
   const ws = new WebSocket(wsUrl(), protocols);
   live.ws = ws;
   live.inFlight = false;
-  ws.onopen = () => { setStatus("Live: connected"); sendConfig(); };
+  ws.onopen = () => { setStatus("Live: connected", false, "live"); sendConfig(); };
   ws.onmessage = (ev) => onLiveMessage(JSON.parse(ev.data));
   ws.onclose = async (ev) => {
     if (live.ws !== ws) return;
@@ -190,10 +356,10 @@ function openSocket() {
     if (!live.stream) return;
     if (ev.code === 1006 && !live.everConnected) {
       // refused during the handshake (missing or bad token, or not allowed)
-      const health = await fetch(`${API}/health`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
-      if (health.status === 401) { await askToken(); openSocket(); return; }
+      const h = await fetch(`${API}/health`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+      if (h.status === 401) { await askToken(); openSocket(); return; }
     }
-    setStatus(`Live stream closed${ev.reason ? `: ${ev.reason}` : ""}`, ev.code !== 1000);
+    if (ev.code !== 1000) showError("live", `Live stream closed${ev.reason ? `: ${ev.reason}` : ""}`);
     stopLive(false);
   };
 }
@@ -242,7 +408,11 @@ function onLiveMessage(msg) {
   } else if (msg.type === "faces") {
     live.inFlight = false;
     live.last = msg;
-    live.logged += msg.logged || 0;
+    clearError("live");
+    if (msg.logged) {
+      live.logged += msg.logged;
+      refreshHealthSoon();
+    }
     $("live-logged").textContent = String(live.logged);
     const now = performance.now();
     live.frameTimes.push(now);
@@ -250,7 +420,7 @@ function onLiveMessage(msg) {
     live.fps = live.frameTimes.length > 1 ? (live.frameTimes.length - 1) * 1000 / (now - live.frameTimes[0]) : 0;
     $("live-fps").textContent = live.fps.toFixed(1);
     if (msg.smile) $("smile-progress").value = msg.smile.progress;
-    if (now - live.listUpdated > 300) { live.listUpdated = now; renderLiveList(msg); }
+    renderLive();
     scheduleFrame();
   } else if (msg.type === "capture") {
     toast("Smile captured!");
@@ -258,93 +428,29 @@ function onLiveMessage(msg) {
   } else if (msg.type === "error") {
     live.inFlight = false;
     const err = msg.error;
-    if (err.status !== 429) setStatus(`Live: ${err.message}`, true);
+    if (err.status !== 429) showError("live", `Live: ${err.message}`);
     if (err.status === 429) live.maxFps = Math.max(1, live.maxFps * 0.8);
     scheduleFrame();
   }
 }
 
-function renderLiveList(msg) {
-  const box = $("live-faces");
-  box.replaceChildren();
-  if (!msg.faces.length) { box.append(el("p", { class: "muted", text: "No faces in view." })); return; }
-  for (const f of msg.faces) {
-    box.append(faceCard(`Face #${f.track_id}: ${f.label}`, f.smoothed, f.label));
-  }
-}
-
-function drawOverlay() {
-  if (!live.stream) return;
-  const video = $("live-video");
-  const canvas = $("live-overlay");
-  const dpr = window.devicePixelRatio || 1;
-  const cw = canvas.clientWidth;
-  const ch = canvas.clientHeight;
-  if (canvas.width !== Math.round(cw * dpr) || canvas.height !== Math.round(ch * dpr)) {
-    canvas.width = Math.round(cw * dpr);
-    canvas.height = Math.round(ch * dpr);
-  }
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, cw, ch);
+/** Draw the last live message: boxes over the video and the cards beside it, from the same faces at once. */
+function renderLive() {
   const msg = live.last;
-  if (msg && video.videoWidth) {
-    // the video is letterboxed inside the stage (object-fit: contain): map frame pixels to that rectangle
-    const s = Math.min(cw / video.videoWidth, ch / video.videoHeight);
-    const ox = (cw - video.videoWidth * s) / 2;
-    const oy = (ch - video.videoHeight * s) / 2;
-    const k = (video.videoWidth / msg.width) * s;
-    for (const f of msg.faces) drawFace(ctx, f, ox, oy, k, cw, ch);
-    ctx.font = "600 13px system-ui, sans-serif";
-    ctx.fillStyle = "rgba(0,0,0,.6)";
-    ctx.fillRect(ox + 6, oy + 6, 78, 20);
-    ctx.fillStyle = "#fff";
-    ctx.fillText(`${live.fps.toFixed(1)} fps`, ox + 12, oy + 21);
-  }
-  requestAnimationFrame(drawOverlay);
-}
-
-function drawFace(ctx, f, ox, oy, k, cw, ch) {
-  const [x, y, w, h] = f.box;
-  const X = ox + x * k;
-  const Y = oy + y * k;
-  const W = w * k;
-  const H = h * k;
-  const color = COLORS[f.label] || "#fff";
-  ctx.lineWidth = 3;
-  ctx.strokeStyle = "#000";
-  ctx.strokeRect(X, Y, W, H);
-  ctx.lineWidth = 2;
-  ctx.strokeStyle = color;
-  ctx.strokeRect(X, Y, W, H);
-  const p = f.smoothed[f.label] || 0;
-  const text = `#${f.track_id} ${f.label} ${pct(p)}`;
-  ctx.font = "600 14px system-ui, sans-serif";
-  const tw = ctx.measureText(text).width + 10;
-  const ty = Y > 24 ? Y - 22 : Y + H + 2;
-  ctx.fillStyle = color;
-  ctx.fillRect(X - 1, ty, tw, 20);
-  ctx.fillStyle = "#111";
-  ctx.fillText(text, X + 4, ty + 15);
-  // probability bars beside the box (right side, or left when there is no room)
-  const labelW = 60;
-  const bw = 80;
-  const rowH = 13;
-  let bx = X + W + 6;
-  if (bx + labelW + bw + 4 > cw) bx = X - labelW - bw - 10;
-  if (bx < 0) return;
-  const by = Math.min(Math.max(Y, 0), ch - rowH * EMOTIONS.length);
-  ctx.font = "11px system-ui, sans-serif";
-  ctx.fillStyle = "rgba(0,0,0,.6)";
-  ctx.fillRect(bx, by, labelW + bw + 4, rowH * EMOTIONS.length);
-  EMOTIONS.forEach((e, i) => {
-    const v = f.smoothed[e] || 0;
-    const yy = by + i * rowH;
-    ctx.fillStyle = COLORS[e];
-    ctx.fillRect(bx + labelW, yy + 2, Math.max(1, bw * v), rowH - 4);
-    ctx.fillStyle = "#fff";
-    ctx.fillText(e, bx + 4, yy + 10);
-  });
+  const video = $("live-video");
+  const layer = $("live-overlay");
+  if (!msg || !video.videoWidth) return;
+  const views = msg.faces.map((f) => faceView(f.track_id, f, f.smoothed)).sort((a, b) => a.n - b.n);
+  // the video is letterboxed inside the stage (object-fit: contain): map frame pixels to that rectangle
+  const cw = layer.clientWidth;
+  const ch = layer.clientHeight;
+  const s = Math.min(cw / video.videoWidth, ch / video.videoHeight);
+  const geom = { ox: (cw - video.videoWidth * s) / 2, oy: (ch - video.videoHeight * s) / 2,
+    k: (video.videoWidth * s) / msg.width, cw, ch };
+  renderOverlay(layer, views, geom);
+  renderCards($("live-faces"), views, "No faces in view.");
+  if (hot.live !== null && !views.some((v) => String(v.n) === hot.live)) hot.live = null;
+  applyHot("live");
 }
 
 function stopLive(closeSocket = true) {
@@ -354,8 +460,8 @@ function stopLive(closeSocket = true) {
   live.last = null;
   live.everConnected = false;
   if (closeSocket && live.ws) { const ws = live.ws; live.ws = null; ws.close(1000); }
-  const canvas = $("live-overlay");
-  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  clearOverlay($("live-overlay"));
+  $("live-faces").replaceChildren(el("p", { class: "muted", text: "No faces yet." }));
   $("live-video").srcObject = null;
   $("stage-hint").hidden = false;
   $("live-start").disabled = false;
@@ -364,37 +470,86 @@ function stopLive(closeSocket = true) {
 }
 
 $("live-start").addEventListener("click", startLive);
-$("live-stop").addEventListener("click", () => { stopLive(); setStatus("Live: stopped"); });
+$("live-stop").addEventListener("click", () => { stopLive(); setStatus("Live: stopped", false, "live"); });
 for (const id of ["live-log", "smile-on", "smile-frames"]) $(id).addEventListener("change", sendConfig);
 
 // ------------------------------------------------------------------------------------------ photo
+// The page shows the uploaded file itself and draws the boxes from the JSON; it does not ask for the
+// server-drawn picture. A new upload first clears the old result, and a failed one leaves none on screen.
+const photo = { seq: 0, url: "", result: null };
+
+function clearPhoto() {
+  photo.result = null;
+  $("photo-result").hidden = true;
+  $("photo-img").removeAttribute("src");
+  if (photo.url) URL.revokeObjectURL(photo.url);
+  photo.url = "";
+  clearOverlay($("photo-overlay"));
+  $("photo-faces").replaceChildren();
+  $("photo-caption").textContent = "";
+  hot.photo = null;
+}
+
 async function analyzePhoto(file) {
   if (!file) return;
+  const seq = ++photo.seq;
   const log = $("photo-log").checked ? 1 : 0;
   const form = new FormData();
   form.append("file", file, file.name || "photo");
-  setStatus(`Analysing ${file.name || "photo"}…`);
+  clearPhoto();
+  clearError("photo");
+  $("photo-busy").hidden = false;
   try {
-    const r = await apiJson(`/analyze?annotate=1&log=${log}`, { method: "POST", body: form });
-    const a = r.annotated;
+    const r = await apiJson(`/analyze?log=${log}`, { method: "POST", body: form });
+    if (seq !== photo.seq) return;
     const img = $("photo-img");
-    img.src = `data:${a.mime};base64,${a.data}`;
-    const summary = r.faces.length
-      ? r.faces.map((f, i) => `face ${i + 1}: ${f.label} (${pct(f.probs[f.label])})`).join(", ")
-      : "no face found";
-    img.alt = `Your photo with ${r.faces.length} face${r.faces.length === 1 ? "" : "s"} marked: ${summary}`;
-    $("photo-caption").textContent =
-      `${r.image.width}×${r.image.height} ${r.image.type.split("/")[1].toUpperCase()}, ${summary}` +
-      `, ${Math.round(r.elapsed_ms)} ms${r.logged ? `, ${r.logged} mood row(s) logged` : ""}`;
-    $("photo-result").hidden = false;
-    const box = $("photo-faces");
-    box.replaceChildren();
-    r.faces.forEach((f, i) => box.append(faceCard(`Face ${i + 1}: ${f.label}`, f.probs, f.label)));
-    setStatus(`Photo analysed: ${r.faces.length} face(s)`);
+    photo.url = URL.createObjectURL(file);
+    img.src = photo.url;
+    try {
+      await img.decode();
+    } catch (_) {
+      throw new Error(`this browser cannot show ${r.image.type}; the faces are listed below`);
+    } finally {
+      if (seq === photo.seq) showPhotoResult(r);
+    }
+    if (seq !== photo.seq) return;
+    setStatus(`Photo analysed: ${r.faces.length} face${r.faces.length === 1 ? "" : "s"}`, false, "photo");
   } catch (e) {
-    setStatus(`Photo: ${e.message}`, true);
+    if (seq !== photo.seq) return;
+    if (!photo.result) clearPhoto();
+    showError("photo", `Photo ${file.name ? `${file.name} ` : ""}not analysed: ${e.message}`);
+  } finally {
+    if (seq === photo.seq) $("photo-busy").hidden = true;
   }
 }
+
+function showPhotoResult(r) {
+  photo.result = r;
+  const views = r.faces.map((f, i) => faceView(i + 1, f, f.probs));
+  const summary = views.length ? views.map((v) => `face ${v.n}: ${v.summary}`).join(", ") : "no face found";
+  const img = $("photo-img");
+  img.alt = `Your photo with ${views.length} face${views.length === 1 ? "" : "s"} marked: ${summary}`;
+  $("photo-caption").textContent =
+    `${r.image.width}×${r.image.height} ${r.image.type.split("/")[1].toUpperCase()}, ${summary}` +
+    `, ${Math.round(r.elapsed_ms)} ms${r.logged ? `, ${r.logged} mood row${r.logged === 1 ? "" : "s"} logged` : ""}`;
+  $("photo-result").hidden = false;
+  renderCards($("photo-faces"), views, "No face found in this photo.");
+  drawPhotoOverlay();
+  if (r.logged) refreshHealth();
+}
+
+function drawPhotoOverlay() {
+  const r = photo.result;
+  const img = $("photo-img");
+  if (!r || !img.clientWidth) return;
+  const views = r.faces.map((f, i) => faceView(i + 1, f, f.probs));
+  renderOverlay($("photo-overlay"), views, { ox: 0, oy: 0, k: img.clientWidth / r.image.width,
+    cw: img.clientWidth, ch: img.clientHeight });
+  applyHot("photo");
+}
+
+new ResizeObserver(drawPhotoOverlay).observe($("photo-img"));
+new ResizeObserver(() => renderLive()).observe($("stage"));
 
 const drop = $("drop");
 $("photo-file").addEventListener("change", (e) => analyzePhoto(e.target.files[0]));
@@ -436,13 +591,20 @@ function renderLegend() {
   }));
 }
 
-function chartTimeline(data, dayStart) {
-  const pad = 28;
-  const W = 1440;
+// Charts are drawn at the pixel width of their box (and redrawn when it changes), so their text stays 12 px on a
+// phone instead of being scaled down with a wide viewBox. Colours of lines and text come from style.css.
+function chartWidth(id) {
+  return Math.max(240, Math.floor($(id).clientWidth || 480));
+}
+
+function chartTimeline(data, dayStart, W) {
+  const pad = 22;
+  const plot = W - 2 * pad;
   const top = 14;
   const barH = 44;
-  const H = top + barH + 30;
-  const s = svg("svg", { viewBox: `0 0 ${W + 2 * pad} ${H}`, role: "img", class: "timeline" });
+  const H = top + barH + 26;
+  const xOf = (minute) => pad + (minute / 1440) * plot;
+  const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", class: "timeline" });
   const counts = {};
   for (const b of data.buckets) counts[b.dominant] = (counts[b.dominant] || 0) + 1;
   const most = Object.entries(counts).sort((a, b) => b[1] - a[1])[0];
@@ -450,22 +612,24 @@ function chartTimeline(data, dayStart) {
     ? `Today's timeline: ${data.buckets.length} minutes with data; most often ${most[0]} (${most[1]} minutes).`
     : "Today's timeline: no data yet.";
   s.append(svg("title", {}, label));
-  s.append(svg("rect", { x: pad, y: top, width: W, height: barH, fill: "#eceff3" }));
-  for (let h = 0; h <= 24; h += 3) {
-    const x = pad + h * 60;
-    s.append(svg("line", { x1: x, x2: x, y1: top, y2: top + barH + 6, stroke: h % 24 ? "#c9ced8" : "#6b7280" }));
-    s.append(svg("text", { x, y: H - 4, "text-anchor": "middle" }, `${String(h).padStart(2, "0")}:00`));
+  s.append(svg("rect", { class: "track", x: pad, y: top, width: plot, height: barH }));
+  const step = plot / 8 >= 48 ? 3 : 6; // an "18:00" label needs about 40 px
+  for (let h = 0; h <= 24; h += step) {
+    const x = xOf(h * 60);
+    s.append(svg("line", { class: h % 24 ? "grid" : "axis", x1: x, x2: x, y1: top, y2: top + barH + 5 }));
+    s.append(svg("text", { x, y: H - 5, "text-anchor": "middle" }, `${String(h).padStart(2, "0")}:00`));
   }
   const nowMin = (Date.now() - dayStart.getTime()) / 60000;
   if (nowMin >= 0 && nowMin <= 1440) {
-    const x = pad + nowMin;
-    const now = svg("path", { d: `M${x - 7} 0 L${x + 7} 0 L${x} ${top - 2} Z`, fill: "#16181d" });
+    const x = xOf(nowMin);
+    const now = svg("path", { class: "now", d: `M${x - 6} 0 L${x + 6} 0 L${x} ${top - 2} Z` });
     now.append(svg("title", {}, "now"));
     s.append(now);
   }
+  const w = Math.max(2, plot / 1440);
   for (const b of data.buckets) {
     const minute = Math.round((b.t * 1000 - dayStart.getTime()) / 60000);
-    const r = svg("rect", { x: pad + minute, y: top, width: 3, height: barH, fill: COLORS[b.dominant] });
+    const r = svg("rect", { x: xOf(minute), y: top, width: w, height: barH, fill: COLORS[b.dominant] });
     const at = new Date(b.t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     r.append(svg("title", {}, `${at}: ${b.dominant}, ${b.n} rows`));
     s.append(r);
@@ -473,44 +637,55 @@ function chartTimeline(data, dayStart) {
   return s;
 }
 
-function chartBars(items, title, opts = {}) {
-  // items: [{label, share (0..1 or null), n}]
+function chartBars(items, title, W, opts = {}) {
+  // items: [{label, share (0..1), n}]
   const n = items.length;
-  const W = 480;
   const H = 190;
-  const left = 34;
+  const left = 38;
   const bottom = 22;
-  const top = 16;
+  const top = 18;
   const plotH = H - bottom - top;
   const slot = (W - left - 6) / n;
-  const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
+  const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img" });
   const withData = items.filter((i) => i.n > 0);
   s.append(svg("title", {}, `${title}: ${withData.length ? withData.map((i) => `${i.label} ${pct(i.share)}`).join(", ") : "no data yet"}.`));
   for (const g of [0, 0.5, 1]) {
     const y = top + plotH * (1 - g);
-    s.append(svg("line", { x1: left, x2: W - 4, y1: y, y2: y, stroke: g ? "#d5d9e0" : "#6b7280" }));
+    s.append(svg("line", { class: g ? "grid" : "axis", x1: left, x2: W - 4, y1: y, y2: y }));
     s.append(svg("text", { x: left - 4, y: y + 4, "text-anchor": "end" }, pct(g)));
   }
+  // label every `every`-th slot, so that labels keep about `opts.labelPx` pixels each
+  const every = Math.max(opts.every || 1, Math.ceil((opts.labelPx || 0) / slot));
   items.forEach((it, i) => {
     const x = left + i * slot + slot * 0.15;
     const w = slot * 0.7;
     if (it.n > 0) {
       const h = Math.max(1, plotH * it.share);
-      const r = svg("rect", { x, y: top + plotH - h, width: w, height: h, fill: COLORS.happy, stroke: "#8a6d00" });
+      const r = svg("rect", { class: "happy", x, y: top + plotH - h, width: w, height: h, fill: COLORS.happy });
       r.append(svg("title", {}, `${it.label}: ${pct(it.share)} happy of ${it.n} rows`));
       s.append(r);
-      if (opts.values) s.append(svg("text", { class: "value", x: x + w / 2, y: top + plotH - h - 3, "text-anchor": "middle" }, pct(it.share)));
+      if (opts.values) s.append(svg("text", { class: "value", x: x + w / 2, y: top + plotH - h - 4, "text-anchor": "middle" }, pct(it.share)));
     }
-    if (!opts.every || i % opts.every === 0) {
-      s.append(svg("text", { x: x + w / 2, y: H - 6, "text-anchor": "middle" }, it.label));
-    }
+    if (i % every === 0) s.append(svg("text", { x: x + w / 2, y: H - 6, "text-anchor": "middle" }, it.label));
   });
   return s;
 }
 
-let moodTimer = 0;
+const mood = { timer: 0, data: null, width: 0 };
+
+function drawMood() {
+  const d = mood.data;
+  if (!d || $("panel-mood").hidden) return;
+  mood.width = $("panel-mood").clientWidth;
+  $("chart-timeline").replaceChildren(chartTimeline(d.minutes, d.today, chartWidth("chart-timeline")));
+  $("chart-hours").replaceChildren(chartBars(d.hourItems, "Happy share per hour today", chartWidth("chart-hours"),
+    { every: 3, labelPx: 30 }));
+  $("chart-days").replaceChildren(chartBars(d.dayItems, "Happy share per day, last 7 days", chartWidth("chart-days"),
+    { values: true, labelPx: 50 }));
+}
+
 async function loadMood() {
-  clearTimeout(moodTimer);
+  clearTimeout(mood.timer);
   const today = localDayStart(0);
   const tomorrow = localDayStart(1);
   const weekStart = localDayStart(-6);
@@ -518,13 +693,11 @@ async function loadMood() {
     const [minutes, hours, days] = await Promise.all([
       moodQuery("minute", today, tomorrow), moodQuery("hour", today, tomorrow), moodQuery("day", weekStart, tomorrow),
     ]);
-    $("chart-timeline").replaceChildren(chartTimeline(minutes, today));
     const byHour = new Map(hours.buckets.map((b) => [new Date(b.t * 1000).getHours(), b]));
     const hourItems = Array.from({ length: 24 }, (_, h) => {
       const b = byHour.get(h);
       return { label: String(h).padStart(2, "0"), share: b ? b.happy_share : 0, n: b ? b.n : 0 };
     });
-    $("chart-hours").replaceChildren(chartBars(hourItems, "Happy share per hour today", { every: 3 }));
     const byDay = new Map(days.buckets.map((b) => [new Date(b.t * 1000).toDateString(), b]));
     const dayItems = Array.from({ length: 7 }, (_, i) => {
       const d = localDayStart(i - 6);
@@ -532,7 +705,8 @@ async function loadMood() {
       return { label: d.toLocaleDateString([], { weekday: "short", day: "numeric" }), share: b ? b.happy_share : 0,
         n: b ? b.n : 0, dominant: b ? b.dominant : "" };
     });
-    $("chart-days").replaceChildren(chartBars(dayItems, "Happy share per day, last 7 days", { values: true }));
+    mood.data = { minutes, today, hourItems, dayItems };
+    drawMood();
     const tbody = $("mood-table").tBodies[0];
     tbody.replaceChildren(...dayItems.map((d) => el("tr", {}, el("td", { text: d.label }), el("td", { text: String(d.n) }),
       el("td", { text: d.dominant || "–" }), el("td", { text: d.n ? pct(d.share) : "–" }))));
@@ -542,11 +716,14 @@ async function loadMood() {
     $("mood-summary").textContent = todayN
       ? `Today: ${todayN} mood rows, happy ${pct(todayHappy / todayN)} of the time. Last 7 days: ${weekN} rows.`
       : `No mood rows today yet. Last 7 days: ${weekN} rows.`;
+    clearError("mood");
   } catch (e) {
-    setStatus(`Mood: ${e.message}`, true);
+    showError("mood", `Mood: ${e.message}`);
   }
-  if (!$("panel-mood").hidden) moodTimer = setTimeout(loadMood, 30000);
+  if (!$("panel-mood").hidden) mood.timer = setTimeout(loadMood, 30000);
 }
+
+new ResizeObserver(() => { if ($("panel-mood").clientWidth !== mood.width) drawMood(); }).observe($("panel-mood"));
 
 async function exportCsv() {
   try {
@@ -557,13 +734,13 @@ async function exportCsv() {
     a.remove();
     setTimeout(() => URL.revokeObjectURL(a.href), 5000);
   } catch (e) {
-    setStatus(`Export: ${e.message}`, true);
+    showError("mood", `Export: ${e.message}`);
   }
 }
 
 $("mood-refresh").addEventListener("click", loadMood);
 $("mood-export").addEventListener("click", exportCsv);
-onShow.mood = loadMood;
+onShow.mood = () => { loadMood(); refreshHealth(); };
 
 // ------------------------------------------------------------------------------------------ smiles
 let galleryUrls = [];
@@ -578,7 +755,7 @@ async function loadGallery() {
       const when = new Date(c.time).toLocaleString();
       const del = el("button", { class: "danger", "aria-label": `Delete capture from ${when}`, text: "Delete" });
       del.addEventListener("click", async () => {
-        try { await api(`/captures/${c.id}`, { method: "DELETE" }); loadGallery(); } catch (e) { setStatus(e.message, true); }
+        try { await api(`/captures/${c.id}`, { method: "DELETE" }); loadGallery(); } catch (e) { showError("smiles", `Delete: ${e.message}`); }
       });
       return el("li", {}, el("img", { src: url, alt: `Smile capture, ${c.n_faces} face(s), ${when}` }),
         el("div", { class: "meta" }, el("span", { text: when }), del));
@@ -586,8 +763,9 @@ async function loadGallery() {
     const g = $("gallery");
     g.replaceChildren(...items);
     if (!items.length) g.append(el("li", { class: "muted", text: "No captures yet." }));
+    clearError("smiles");
   } catch (e) {
-    setStatus(`Smiles: ${e.message}`, true);
+    showError("smiles", `Smiles: ${e.message}`);
   }
 }
 $("smiles-refresh").addEventListener("click", loadGallery);
@@ -598,16 +776,7 @@ async function init() {
   renderLegend();
   const wanted = tabs.find((t) => t.id === `tab-${location.hash.slice(1)}`);
   if (wanted) selectTab(wanted, false);
-  try {
-    const h = await apiJson("/health");
-    $("server-info").textContent = `emoscope ${h.version} · model ${h.model.backend || "?"}` +
-      ` · mood log ${h.mood.logging ? "on" : "off"} (${h.mood.rows} rows)`;
-    if (!h.mood.logging) {
-      for (const id of ["live-log", "photo-log"]) { $(id).checked = false; $(id).disabled = true; }
-    }
-  } catch (e) {
-    setStatus(`Server: ${e.message}`, true);
-  }
+  await refreshHealth();
 }
 window.addEventListener("pagehide", () => stopLive());
 init();
