@@ -1,4 +1,6 @@
-"""Mood log: writes, aggregates, CSV export, retention, migrations, SIGKILL durability, and the ``mood`` CLI."""
+"""Mood log: writes, aggregates, CSV export, retention, migrations, SIGKILL durability, two writers on one database,
+and the ``mood`` CLI. Backend-neutral tests run on SQLite and on PostgreSQL (``mood_db`` in conftest.py; the
+PostgreSQL variants skip with a message unless ``EMOSCOPE_TEST_PG_URL`` names a server, which .ci/run starts)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import csv
 import io
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -29,14 +30,14 @@ def probs(top: str, p: float = 0.7) -> dict[str, float]:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = MoodStore(tmp_path / "mood.db")
+def store(mood_db):
+    s = MoodStore(mood_db)
     yield s
     s.close()
 
 
-def test_sqlite_file_is_wal_and_versioned(store):
-    assert store.journal_mode == "wal"
+def test_new_log_is_versioned_and_empty(store):
+    assert store.journal_mode == ("wal" if store.engine.dialect.name == "sqlite" else None)
     assert store.schema_version() == SCHEMA_VERSION
     assert store.count() == 0
 
@@ -112,8 +113,8 @@ def test_csv_export(store):
     assert list(rows[0]) == ["id", "time", "source", "session", "track_id", "label", *EMOTIONS]
 
 
-def test_retention_prunes_rows_and_captures(tmp_path):
-    with MoodStore(tmp_path / "m.db", retention_days=7) as s:
+def test_retention_prunes_rows_and_captures(mood_db):
+    with MoodStore(mood_db, retention_days=7) as s:
         now = T0 + 30 * 86400
         s.add([MoodRow(now - d * 86400, "live", probs("happy")) for d in (1, 6, 8, 20)])
         s.add_capture(b"\xff\xd8old", 2, 2, 1, ts=now - 10 * 86400)
@@ -121,13 +122,13 @@ def test_retention_prunes_rows_and_captures(tmp_path):
         assert s.prune(now=now) == 2
         assert s.count() == 2
         assert len(s.list_captures()) == 1
-    with MoodStore(tmp_path / "m2.db", retention_days=0) as s:
+    with MoodStore(mood_db, retention_days=0) as s:
         s.log("live", probs("happy"), ts=0)
-        assert s.prune() == 0 and s.count() == 1
+        assert s.prune() == 0 and s.count() == 3
 
 
-def test_captures_keep_only_the_newest(tmp_path):
-    with MoodStore(tmp_path / "m.db", max_captures=3) as s:
+def test_captures_keep_only_the_newest(mood_db):
+    with MoodStore(mood_db, max_captures=3) as s:
         ids = [s.add_capture(bytes([i]), 4, 3, 2, session="x") for i in range(5)]
         listed = s.list_captures()
         assert [c["id"] for c in listed] == ids[:1:-1]
@@ -137,31 +138,26 @@ def test_captures_keep_only_the_newest(tmp_path):
         assert s.delete_capture(ids[-1]) and not s.delete_capture(ids[-1])
 
 
-def test_migrates_a_v1_database_and_keeps_rows(tmp_path):
-    path = tmp_path / "old.db"
-    with MoodStore(path, migrate=False) as s:
+def test_migrates_a_v1_database_and_keeps_rows(mood_db):
+    with MoodStore(mood_db, migrate=False) as s:
         assert s.schema_version() == 0
         assert s.migrate(target=1) == 1
         s.log("live", probs("happy"), ts=T0)
-    con = sqlite3.connect(path)
-    tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
-    con.close()
-    assert "smile_captures" not in tables
-    with MoodStore(path) as s:
+        with s.engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("smile_captures")
+    with MoodStore(mood_db) as s:
         assert s.schema_version() == SCHEMA_VERSION
         assert s.count() == 1
         s.add_capture(b"x", 1, 1, 1)
 
 
-def test_refuses_a_newer_schema(tmp_path):
-    path = tmp_path / "new.db"
-    MoodStore(path).close()
-    con = sqlite3.connect(path)
-    con.execute("update emoscope_schema set version = ?", (SCHEMA_VERSION + 1,))
-    con.commit()
-    con.close()
+def test_refuses_a_newer_schema(mood_db):
+    with MoodStore(mood_db) as s, s.engine.begin() as conn:
+        conn.execute(sa.text("update emoscope_schema set version = :v"), {"v": SCHEMA_VERSION + 1})
     with pytest.raises(MoodError, match="newer"):
-        MoodStore(path)
+        MoodStore(mood_db)
+    with pytest.raises(MoodError, match="newer"):
+        MoodStore(mood_db, readonly=True).aggregate(T0, T0 + 1)
 
 
 def test_memory_and_url_forms(tmp_path):
@@ -172,25 +168,6 @@ def test_memory_and_url_forms(tmp_path):
         assert s.journal_mode == "wal"
     with pytest.raises(MoodError):
         MoodStore("nosuchdialect://x/y")
-
-
-def test_postgres_when_available():
-    """The same code on PostgreSQL; runs only when EMOSCOPE_TEST_PG_URL names a scratch database."""
-    url = os.environ.get("EMOSCOPE_TEST_PG_URL")
-    if not url:
-        pytest.skip("set EMOSCOPE_TEST_PG_URL=postgresql+psycopg://... to run the mood log on PostgreSQL")
-    s = MoodStore(url)
-    try:
-        with s.engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM mood_events"))
-        s.add([MoodRow(T0 + i * 1800, "live", probs("happy" if i % 2 else "sad")) for i in range(4)])
-        hours = s.aggregate(T0, T0 + 86400, "hour", tz_offset_minutes=-300)
-        assert sum(h["n"] for h in hours) == 4 and hours[0]["happy_share"] == 0.5
-        assert s.write_csv(io.StringIO()) == 4
-        cid = s.add_capture(b"\xff\xd8abc", 1, 1, 1)
-        assert s.get_capture(cid) == (b"\xff\xd8abc", "image/jpeg")
-    finally:
-        s.close()
 
 
 WRITER = textwrap.dedent(
@@ -207,10 +184,10 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_acknowledged_rows_survive_sigkill(tmp_path):
+def test_acknowledged_rows_survive_sigkill(mood_db):
     """A writer acknowledges rows on stdout after commit; kill -9 it mid-stream; every acknowledged row is there."""
-    db = tmp_path / "kill.db"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True)
+    db = mood_db
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, db], stdout=subprocess.PIPE, text=True)
     acked = []
     try:
         deadline = time.monotonic() + 60
@@ -227,6 +204,44 @@ def test_acknowledged_rows_survive_sigkill(tmp_path):
     with MoodStore(db) as s:
         ids = {r["id"] for r in s.rows()}
     assert set(acked) <= ids
+
+
+TWO_WRITERS = textwrap.dedent(
+    """
+    import sys, time
+    from emoscope.mood import MoodStore, MoodRow
+    db, name, n, start_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    time.sleep(max(0.0, start_at - time.time()))  # both open the fresh database at the same moment
+    s = MoodStore(db)
+    for i in range(n):
+        (rid,) = s.add([MoodRow(1.7e9 + i, "live", {"happy": 1.0}, track_id=i, session=name)])
+        print(rid, flush=True)
+    """
+)
+
+
+def test_two_servers_share_one_database(mood_db):
+    """Two processes that each open (and so migrate) a fresh database at the same moment, as two servers started
+    together do, then write interleaved: both start, no acknowledged row is lost, ids never collide."""
+    n = 40
+    start_at = time.time() + 2.0
+    procs = [
+        subprocess.Popen([sys.executable, "-c", TWO_WRITERS, mood_db, name, str(n), str(start_at)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    acked = [int(x) for out, _ in outs for x in out.split()]
+    assert len(acked) == 2 * n and len(set(acked)) == 2 * n
+    with MoodStore(mood_db) as s:
+        rows = list(s.rows())
+        assert {r["id"] for r in rows} == set(acked)
+        assert sorted(r["session"] for r in rows) == ["a"] * n + ["b"] * n
+        assert s.schema_version() == SCHEMA_VERSION
+        with s.engine.connect() as conn:
+            assert conn.execute(sa.text("select count(*) from emoscope_schema")).scalar() == 1
 
 
 def test_day_bounds_and_parse_time():
@@ -265,3 +280,70 @@ def test_cli_summary_and_export(tmp_path, capsys):
     assert main(["mood", "summary", "--db", str(tmp_path / "missing.db")]) == 2
     assert "no mood log" in capsys.readouterr().err
     assert main(["mood", "export", "--db", str(db), "--from", "soon"]) == 2
+
+
+@pytest.mark.parametrize("value", ["1e20", "-1e20", "inf", "nan", "1" * 55, "0001-01-01", "10000-01-01"])
+def test_out_of_range_times_are_clear_errors(value):
+    with pytest.raises(MoodError, match="range|not a date"):
+        parse_time(value)
+
+
+def test_cli_export_refuses_absurd_times_in_one_line(tmp_path, capsys):
+    db = tmp_path / "m.db"
+    MoodStore(db).close()
+    assert main(["mood", "export", "--db", str(db), "--from", "1e20"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out of range" in err and "Traceback" not in err
+
+
+def test_cli_bad_databases_are_one_line_and_readers_create_nothing(tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "text.txt").write_text("not a database\n" * 100)
+    cases = {
+        "folder": "is a folder",
+        "text.txt": "not an SQLite database",
+        "no/such/dir/mood.db": "no mood log",
+    }
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for name, message in cases.items():
+        for action in (["summary"], ["export"], ["prune", "--retention-days", "1"]):
+            assert main(["mood", *action, "--db", str(tmp_path / name)]) == 2, (name, action)
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and message in err and "Traceback" not in err, (name, action, err)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "text.txt").read_text().startswith("not a database")
+
+
+def test_cli_readers_leave_an_empty_file_alone(tmp_path, capsys):
+    """A zero-byte file is an empty SQLite database; reading it must not turn it into a mood log."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert main(["mood", "summary", "--db", str(empty)]) == 2
+    assert "holds no emoscope mood log" in capsys.readouterr().err
+    assert empty.stat().st_size == 0
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; run as a normal user")
+def test_cli_read_only_folder(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with MoodStore(ro / "m.db") as s:
+        s.log("live", probs("happy"), ts=T0)
+    ro.chmod(0o555)
+    try:
+        assert main(["mood", "prune", "--retention-days", "1", "--db", str(ro / "new.db")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert main(["mood", "export", "--db", str(ro / "m.db"), "--from", str(T0 - 1)]) == 0
+    finally:
+        ro.chmod(0o755)
+
+
+def test_cli_reads_postgresql(pg_url, capsys):
+    start, _, _ = day_bounds("2024-05-01")
+    with MoodStore(pg_url) as s:
+        s.add([MoodRow(start.timestamp() + 3600 + i, "live", probs("happy")) for i in range(3)])
+    assert main(["mood", "summary", "--day", "2024-05-01", "--db", pg_url]) == 0
+    assert "3 rows" in capsys.readouterr().out
+    assert main(["mood", "export", "--db", pg_url]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -115,6 +116,11 @@ def _migrate_2(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_mood_events_source_ts ON mood_events (source, ts_ms)"))
 
 
+#: A PostgreSQL advisory lock key held while migrating (any fixed number; "emoscope" in ASCII, truncated).
+_PG_MIGRATION_LOCK = 0x656D6F73636F
+#: SQLite has no such lock: a migration that collides with another process's is retried this many times.
+_MIGRATE_TRIES = 40
+
 #: Migration i+1 brings a database from version i to i+1. Append only; never edit a released one.
 _MIGRATIONS: list[Callable[[Connection], None]] = [_migrate_1, _migrate_2]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -136,8 +142,12 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "emoscope"
 
 
-def resolve_db_url(db: str | os.PathLike | None = None) -> str:
-    """A database URL from ``--db``: None -> the default SQLite file, a path -> SQLite there, a URL -> as is."""
+def resolve_db_url(db: str | os.PathLike | None = None, create: bool = True) -> str:
+    """A database URL from ``--db``: None -> the default SQLite file, a path -> SQLite there, a URL -> as is.
+
+    ``create`` makes the SQLite file's folder when it is missing (writers); readers pass False so that
+    looking at a log never leaves folders behind.
+    """
     if db is None:
         db = default_data_dir() / "mood.sqlite3"
     text = os.fspath(db)
@@ -145,9 +155,55 @@ def resolve_db_url(db: str | os.PathLike | None = None) -> str:
         return text
     if text == ":memory:":
         return "sqlite://"
+    if not text.strip():
+        raise MoodError("the mood database path is empty; give a file path or a database URL")
     path = Path(text).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MoodError(f"cannot create the folder for the mood database {path}: {exc.strerror or exc}") from exc
     return f"sqlite:///{path}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for other databases and in-memory SQLite)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def explain_db_error(exc: BaseException, url: str) -> MoodError:
+    """One clear line for a database that cannot be opened or used (instead of SQLAlchemy's traceback)."""
+    orig = getattr(exc, "orig", None) or exc
+    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    path = sqlite_path(url)
+    if path is None:
+        try:
+            shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        except sa.exc.ArgumentError:
+            shown = url
+        return MoodError(f"cannot use the mood database {shown}: {reason}")
+    low = reason.lower()
+    if path.is_dir():
+        return MoodError(f"{path} is a folder, not a mood database file; give a file path such as "
+                         f"{path / 'mood.sqlite3'}")
+    if "not a database" in low or "malformed" in low:
+        return MoodError(f"{path} is not an SQLite database (or it is damaged); give another --db file")
+    folder_ro = path.parent.is_dir() and not os.access(path.parent, os.W_OK)
+    if "readonly" in low or "read-only" in low or "unable to open" in low or folder_ro:
+        if path.is_file() and not os.access(path, os.W_OK):
+            return MoodError(f"mood database {path} is read-only; make it writable or give another --db")
+        if folder_ro:
+            return MoodError(f"cannot write in the folder {path.parent} (read-only), which SQLite needs beside "
+                             f"the mood database; make it writable or give another --db")
+        if not path.parent.is_dir():
+            return MoodError(f"no folder {path.parent} for the mood database; create it or give another --db")
+    return MoodError(f"cannot use the mood database {path}: {reason}")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -158,8 +214,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL mode, a busy timeout, and sharing across server threads."""
+def _sqlite_readonly_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str, readonly: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets WAL mode, a busy timeout, and sharing across server threads.
+
+    ``readonly`` opens an SQLite file with ``mode=ro`` (it is never created) and leaves its journal mode alone.
+    """
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
@@ -171,9 +236,13 @@ def make_engine(url: str) -> Engine:
             kw["poolclass"] = sa.pool.StaticPool  # one shared in-memory database
         else:
             kw.update(pool_size=8, max_overflow=32)  # server threads; SQLite itself serialises the writes
+        if readonly and not memory:
+            # SQLAlchemy passes ``file:...`` with uri=true to sqlite3 as a URI filename; mode=ro never creates it
+            path = quote(str(Path(parsed.database).resolve()))
+            parsed = sa.engine.URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
         engine = sa.create_engine(parsed, **kw)
         if not memory:
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "connect", _sqlite_readonly_pragmas if readonly else _sqlite_pragmas)
         return engine
     try:
         return sa.create_engine(parsed, pool_pre_ping=True)
@@ -234,13 +303,33 @@ class MoodStore:
         retention_days: float | None = DEFAULT_RETENTION_DAYS,
         max_captures: int = DEFAULT_MAX_CAPTURES,
         migrate: bool = True,
+        readonly: bool = False,
     ) -> None:
-        self.url = resolve_db_url(db)
-        self.engine = make_engine(self.url)
+        """``readonly``: only read an existing log (the ``mood summary``/``export`` commands): no folder, file
+        or table is created, SQLite is opened read-only, and a missing or foreign database is a :class:`MoodError`.
+        """
+        self.url = resolve_db_url(db, create=not readonly)
+        self.readonly = readonly
+        path = sqlite_path(self.url)
+        if readonly and path is not None and not path.exists():
+            raise MoodError(f"no mood log at {path} (run `emoscope serve` first, or pass --db)")
+        self.engine = make_engine(self.url, readonly=readonly)
         self.retention_days = retention_days
         self.max_captures = max_captures
-        if migrate:
-            self.migrate()
+        try:
+            if readonly:
+                version = self.schema_version()
+                if version < 1:
+                    raise MoodError(f"{self.safe_url} holds no emoscope mood log (no schema table)")
+                self._refuse_newer(version)
+            elif migrate:
+                self.migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise explain_db_error(exc, self.url) from None
+        except MoodError:
+            self.engine.dispose()
+            raise
 
     # ---- schema
     def schema_version(self) -> int:
@@ -259,20 +348,37 @@ class MoodStore:
         """Bring the schema up to ``target`` (each step in its own transaction); returns the version."""
         with self.engine.connect() as conn:
             current = self._version(conn)
-        if current > SCHEMA_VERSION:
+        self._refuse_newer(current)
+        for v in range(current, target):
+            for attempt in range(_MIGRATE_TRIES):
+                try:
+                    self._migrate_step(v)
+                    break
+                except sa.exc.DBAPIError:
+                    # Another process (a second server started at the same moment) is migrating the same database:
+                    # SQLite answers "database is locked" or "already exists"; wait and look at the version again.
+                    if self.engine.dialect.name != "sqlite" or attempt == _MIGRATE_TRIES - 1:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+        return max(current, target)
+
+    def _migrate_step(self, v: int) -> None:
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # one migrator at a time; the others wait, then see the new version
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            if self._version(conn) != v:  # another process migrated meanwhile
+                return
+            _MIGRATIONS[v](conn)
+            _version.create(conn, checkfirst=True)
+            conn.execute(_version.delete())
+            conn.execute(_version.insert().values(version=v + 1))
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
             raise MoodError(
-                f"mood database {self.safe_url} has schema v{current}, newer than this emoscope (v{SCHEMA_VERSION}); "
+                f"mood database {self.safe_url} has schema v{version}, newer than this emoscope (v{SCHEMA_VERSION}); "
                 "upgrade emoscope"
             )
-        for v in range(current, target):
-            with self.engine.begin() as conn:
-                if self._version(conn) != v:  # another process migrated meanwhile
-                    continue
-                _MIGRATIONS[v](conn)
-                _version.create(conn, checkfirst=True)
-                conn.execute(_version.delete())
-                conn.execute(_version.insert().values(version=v + 1))
-        return max(current, target)
 
     @property
     def safe_url(self) -> str:
@@ -523,15 +629,37 @@ def parse_time(value: str | float | None) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(float(value), UTC)
+        return _from_seconds(float(value), repr(value))
     text = str(value).strip()
     text = re.sub(r"(T[\d:.]+) (\d\d:?\d\d)$", r"\1+\2", text)  # '+02:00' that became ' 02:00' in a URL
     try:
-        return datetime.fromtimestamp(float(text), UTC)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return _from_seconds(seconds, text)
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    except ValueError as exc:
+        t = t if t.tzinfo is not None else t.astimezone()
+        t.astimezone(UTC)  # a moment near year 1 or 9999 may not exist in UTC
+    except (ValueError, OverflowError) as exc:
+        if re.match(r"^\d{4}-\d\d", text):
+            raise MoodError(f"time out of range (years 2 to 9998): {text!r}") from None
         raise MoodError(f"not a date or time (use ISO 8601, e.g. 2024-05-01 or 2024-05-01T12:00Z): {text!r}") from exc
-    return t if t.tzinfo is not None else t.astimezone()
+    if not _MIN_TIME <= t <= _MAX_TIME:
+        raise MoodError(f"time out of range (years 2 to 9998): {text!r}")
+    return t
+
+
+#: Moments accepted from users: a day inside the range datetime can hold in every time zone.
+_MIN_TIME = datetime(1, 12, 31, tzinfo=UTC)
+_MAX_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _from_seconds(seconds: float, text: str) -> datetime:
+    if not math.isfinite(seconds):
+        raise MoodError(f"not a date or time: {text[:40]!r} (Unix seconds must be a finite number)")
+    if not _MIN_TIME.timestamp() <= seconds <= _MAX_TIME.timestamp():
+        raise MoodError(f"time out of range (Unix seconds from {_MIN_TIME.timestamp():.0f} to "
+                        f"{_MAX_TIME.timestamp():.0f}): {text[:40]!r}")
+    return datetime.fromtimestamp(seconds, UTC)

@@ -5,22 +5,40 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from . import UserError
 
 
-def _open(args: argparse.Namespace):  # -> MoodStore
-    from ..mood import MoodError, MoodStore, resolve_db_url
+def _open(args: argparse.Namespace, readonly: bool = True):  # -> MoodStore
+    """The mood log named by ``--db``; readers never create a folder, file or table (``readonly``)."""
+    from ..mood import MoodError, MoodStore, resolve_db_url, sqlite_path
 
-    url = resolve_db_url(args.db)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"no mood log at {url.removeprefix('sqlite:///')} (run `emoscope serve` first, or pass --db)")
     try:
-        return MoodStore(args.db, retention_days=getattr(args, "retention_days", None))
+        path = sqlite_path(resolve_db_url(args.db, create=False))
+        if path is not None and not path.exists():
+            raise UserError(f"no mood log at {path} (run `emoscope serve` first, or pass --db)")
+        return MoodStore(args.db, retention_days=getattr(args, "retention_days", None), readonly=readonly)
     except MoodError as exc:
         raise UserError(str(exc)) from exc
+
+
+@contextmanager
+def _db_errors(args: argparse.Namespace) -> Iterator[None]:
+    """Database failures while reading or writing (a locked, damaged or vanished database) as one clear line."""
+    import sqlalchemy as sa
+
+    from ..mood import MoodError, explain_db_error, resolve_db_url
+
+    try:
+        yield
+    except MoodError as exc:
+        raise UserError(str(exc)) from exc
+    except sa.exc.SQLAlchemyError as exc:
+        raise UserError(str(explain_db_error(exc, resolve_db_url(args.db, create=False)))) from None
 
 
 def _bar(share: float, width: int = 20) -> str:
@@ -30,16 +48,14 @@ def _bar(share: float, width: int = 20) -> str:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from ..labels import EMOTIONS
-    from ..mood import MoodError, day_bounds
+    from ..mood import day_bounds
 
     day = args.day or datetime.now().strftime("%Y-%m-%d")
-    try:
+    with _db_errors(args):
         start, end, offset = day_bounds(day)
         with _open(args) as store:
             hours = store.aggregate(start, end, "hour", offset)
             days = store.aggregate(start, end, "day", offset)
-    except MoodError as exc:
-        raise UserError(str(exc)) from exc
     if not days:
         print(f"{day}: no mood rows")
         return 0
@@ -57,9 +73,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..mood import MoodError, parse_time
+    from ..mood import parse_time
 
-    try:
+    with _db_errors(args):
         start, end = parse_time(args.start), parse_time(args.end)
         with _open(args) as store:
             if args.output in (None, "-"):
@@ -72,11 +88,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             else:
                 out = Path(args.output)
                 tmp = out.with_name(out.name + ".part")
-                with tmp.open("w", newline="", encoding="utf-8") as fh:
-                    n = store.write_csv(fh, start, end)
-                tmp.replace(out)
-    except MoodError as exc:
-        raise UserError(str(exc)) from exc
+                try:
+                    with tmp.open("w", newline="", encoding="utf-8") as fh:
+                        n = store.write_csv(fh, start, end)
+                    tmp.replace(out)
+                except OSError as exc:
+                    tmp.unlink(missing_ok=True)
+                    raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"exported {n} rows" + (f" to {args.output}" if args.output not in (None, "-") else ""), file=sys.stderr)
     return 0
 
@@ -84,7 +102,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     if args.retention_days is None or args.retention_days <= 0:
         raise UserError("--retention-days must be a positive number of days")
-    with _open(args) as store:
+    with _db_errors(args), _open(args, readonly=False) as store:
         n = store.prune()
     print(f"deleted {n} rows older than {args.retention_days:g} days")
     return 0
