@@ -149,3 +149,71 @@ def test_train_time_limit_mistake_is_an_argparse_error(fer_folder, tmp_path, cap
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "'soon' is not a duration" in err and "bare number of minutes" in err
+
+
+def _tiny_weights(path):
+    torch.manual_seed(0)
+    model = create_model("emovgg_s", width=8)
+    atomic_save({**model_meta("emovgg_s", EMOTIONS, width=8), "model": model.state_dict()}, path)
+    return path
+
+
+def test_eval_shows_a_progress_bar_per_tta_mode(fer_folder, tmp_path, capsys):
+    weights = _tiny_weights(tmp_path / "w.pt")
+    assert main(["eval", "--weights", str(weights), "--data", str(fer_folder), "--out", str(tmp_path / "r")]) == 0
+    captured = capsys.readouterr()
+    assert "privatetest TTA=none" not in captured.err  # the split's own name is shown
+    assert "PrivateTest TTA=none" in captured.err and "PrivateTest TTA=crops" in captured.err  # crops: the default
+    assert captured.err.count("21/21") >= 2  # each bar reaches every face
+    assert "PrivateTest TTA=crops: accuracy" in captured.out
+
+
+def test_eval_progress_does_not_change_the_scores(fer_folder, tmp_path):
+    from emoscope.cli.evaluate import evaluate_with_progress
+    from emoscope.datasets import load_dataset
+    from emoscope.evaluation import evaluate_model
+    from emoscope.models.checkpoint import load_model
+
+    model, meta = load_model(_tiny_weights(tmp_path / "w.pt"))
+    faces = load_dataset(fer_folder).split("PrivateTest")
+    plain = evaluate_model(model, faces, meta, tta=["none", "crops"])
+    shown = evaluate_with_progress(model, faces, meta, ["none", "crops"], "PrivateTest", show=False)
+    for mode in ("none", "crops"):
+        np.testing.assert_array_equal(shown["probs"][mode], plain["probs"][mode])
+        assert shown["modes"][mode] == plain["modes"][mode]
+
+
+def test_eval_unknown_split_is_a_one_line_error(fer_folder, tmp_path, capsys):
+    weights = _tiny_weights(tmp_path / "w.pt")
+    assert main(["eval", "--weights", str(weights), "--data", str(fer_folder), "--split", "validation"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no split named 'validation'" in err and "PrivateTest" in err and "\n" not in err
+
+
+def test_eval_help_says_crop_tta_is_on_by_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Crop TTA is ON by default" in text and "macro-F1 (the mean of the per-class F1 scores" in text
+
+
+@pytest.mark.parametrize("command", [["eval"], ["data"], ["data", "stats"]])
+def test_every_flag_has_help_and_the_command_a_description(command):
+    import argparse
+
+    from emoscope.cli import build_parser
+
+    parser = build_parser()
+    for name in command:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    assert parser.description
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            assert action.help, f"emoscope {' '.join(command)}: {action.option_strings or action.dest} has no help"
+
+
+def test_data_stats_shows_progress_on_stderr_only(fer_folder, capsys):
+    assert main(["data", "stats", str(fer_folder)]) == 0
+    captured = capsys.readouterr()
+    assert "image sizes" in captured.err and "it/s" not in captured.out

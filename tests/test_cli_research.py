@@ -60,8 +60,12 @@ def test_baselines_small(fer_folder, tmp_path, capsys):
     rc = main(["baselines", "--data", str(fer_folder), "--features", "lbp,hog", "--classifiers", "linsvc,rf",
                "--setting", "small", "--n-train", "5", "--n-val", "3", "--out", str(out)])
     assert rc == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "| lbp | linsvc |" in text and "| hog | rf |" in text
+    # progress goes to stderr, so a pipeline (stdout redirected) still shows it: a bar over 4 pairs, a line per pair
+    assert "baselines" in captured.err and "4/4" in captured.err
+    assert captured.err.count("macro-F1") == 4 and "acc " not in text
     data = json.loads((out / "baselines.json").read_text())
     assert data["setting"] == "small" and len(data["rows"]) == 4
     assert all(r["n_train"] == 35 and r["n_test"] == 21 for r in data["rows"])
@@ -152,3 +156,40 @@ def test_explain_says_when_a_photo_has_no_face(photo, tmp_path, capsys):
     assert main(["explain", str(photo), "--out", str(tmp_path / "f")]) == 0  # 120x90 noise with a drawn blob
     err = capsys.readouterr().err
     assert "no face found" in err and "centre square" in err
+
+
+def _subparser(name: str):
+    import argparse
+
+    from emoscope.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command", ["baselines", "explain"])
+def test_every_flag_has_help_and_the_command_a_description(command):
+    parser = _subparser(command)
+    assert parser.description and len(parser.description) > 100
+    for action in parser._actions:
+        assert action.help, f"emoscope {command}: {action.option_strings or action.dest} has no help text"
+
+
+def test_explain_misclassified_grid_spreads_over_true_classes(monkeypatch, tmp_path):
+    from emoscope import explain
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(7), 10)
+    images = rng.integers(0, 255, (70, 48, 48), dtype=np.uint8)
+    probs = np.full((70, 7), 0.01, np.float32)
+    probs[np.arange(70), (labels + 1) % 7] = rng.uniform(0.3, 0.9, 70)  # every face wrong, varied confidence
+    shown = {}
+    monkeypatch.setattr("emoscope.plots.plot_face_grid",
+                        lambda imgs, caps, path, cols=8, title="": shown.update(caps=caps, title=title) or path)
+    explain.plot_misclassified(images, labels, probs.argmax(1), EMOTIONS, tmp_path / "m.png", max_faces=14,
+                               confidence=probs.max(1))
+    true_classes = [c.split(" -> ")[0] for c in shown["caps"]]
+    assert [true_classes.count(e) for e in EMOTIONS] == [2] * 7  # two of each class, not the first 14 in order
+    angry = [float(c.split()[-1]) for c in shown["caps"][:2]]
+    assert angry == sorted(angry, reverse=True) and angry[0] == pytest.approx(probs[:10].max(), abs=0.005)
+    assert "70 of 70" in shown["title"]

@@ -174,3 +174,15 @@ def test_explain_face_writes_all(tmp_path, tiny):
         assert_png(p)
     only_face = explain.explain_face(tiny, META, imgs[0], tmp_path / "face_only")
     assert len(only_face) == 4
+
+
+def test_pick_errors_takes_turns_over_true_classes_most_confident_first():
+    from emoscope.plots import pick_errors
+
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    y_pred = np.array([1, 1, 1, 1, 0, 1, 0, 0, 2])  # class 0: 4 errors, class 1: 1, class 2: 2
+    conf = np.array([0.1, 0.9, 0.5, 0.3, 0.8, 0.9, 0.2, 0.7, 0.9])
+    assert pick_errors(y_true, y_pred, conf, 4).tolist() == [1, 2, 4, 7]  # grouped by class, confident first
+    assert pick_errors(y_true, y_pred, conf, 10).tolist() == [1, 2, 3, 0, 4, 7, 6]  # every error once
+    assert pick_errors(y_true, y_pred, None, 3).tolist() == [0, 4, 6]  # no confidence: first of each class
+    assert pick_errors(y_true, y_true, conf).tolist() == []

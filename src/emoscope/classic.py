@@ -10,6 +10,7 @@ Classifiers: random forest, histogram gradient boosting, SVC with an RBF or a li
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -373,10 +374,16 @@ def run_baselines(train: FaceSet, test: FaceSet, features: Sequence[str], classi
     """Every features x classifier combination on one train/test pair; one result dict per pair (no models).
 
     ``param_grids`` maps (features, classifier) to the grid to search (default: :func:`default_grid`).
+    ``progress`` shows a bar on stderr (one step per pair, the pair being fitted beside it, elapsed time) and a
+    line per finished pair, so a run inside a pipeline (stdout redirected) still shows where it is.
     """
+    from tqdm.auto import tqdm
+
     rows = []
-    for f in features:
-        for c in classifiers:
+    pairs = [(f, c) for f in features for c in classifiers]
+    with tqdm(pairs, desc="baselines", unit="pair", file=sys.stderr, disable=not progress) as bar:
+        for f, c in bar:
+            bar.set_postfix_str(f"{f} + {c}: {'grid search' if grid else 'fitting'}")
             pipe = make_baseline(f, c, seed=seed, probability=probability, n_jobs=n_jobs)
             pgrid = (param_grids or {}).get((f, c))
             res = evaluate_baseline(pipe, train, test, grid=grid, param_grid=pgrid, cv=cv, seed=seed, n_jobs=n_jobs)
@@ -384,8 +391,8 @@ def run_baselines(train: FaceSet, test: FaceSet, features: Sequence[str], classi
             res.pop("metrics")
             rows.append({"features": f, "classifier": c, **res})
             if progress:
-                print(f"  {f:>4} + {c:<6} acc {res['accuracy']:.3f}  macro-F1 {res['macro_f1']:.3f}  "
-                      f"fit {res['fit_s']:.1f}s", flush=True)
+                bar.write(f"  {f:>4} + {c:<6} acc {res['accuracy']:.3f}  macro-F1 {res['macro_f1']:.3f}  "
+                          f"fit {res['fit_s']:.1f}s", file=sys.stderr)
     return rows
 
 

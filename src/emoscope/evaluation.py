@@ -130,7 +130,7 @@ def write_report(results: dict, faces, out_dir, title: str = "evaluation", extra
     import json
     from pathlib import Path
 
-    from .plots import plot_confusion, plot_face_grid
+    from .plots import pick_errors, plot_confusion, plot_face_grid
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,11 +147,12 @@ def write_report(results: dict, faces, out_dir, title: str = "evaluation", extra
     cm_path = plot_confusion(np.array(modes[first]["confusion_matrix"]), faces.classes, out / "confusion.png",
                              f"{title} (TTA: {first})")
     pred = results["probs"][first].argmax(1)
-    wrong = np.flatnonzero(pred != faces.labels)[:48]
     conf = results["probs"][first].max(1)
+    wrong = pick_errors(faces.labels, pred, conf, 48)  # spread over the true classes, most confident first
     captions = [f"{faces.classes[faces.labels[i]]}->{faces.classes[pred[i]]} {conf[i]:.2f}" for i in wrong]
     mis_path = plot_face_grid(faces.images[wrong], captions, out / "misclassified.png",
-                              title="misclassified (true -> predicted, confidence)")
+                              title="misclassified: the most confident errors of each true class "
+                                    "(true -> predicted, confidence)")
     md += ["![confusion matrix](confusion.png)", "", "![misclassified faces](misclassified.png)", ""]
     (out / "report.md").write_text("\n".join(md))
     summary = {"title": title, **(extra or {}), "n": results["n"], "modes": modes}

@@ -7,7 +7,8 @@ Faces are uint8 H x W (or N x H x W) gray arrays; a model is fed exactly as in t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F  # noqa: E402
 from skimage.feature import local_binary_pattern  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from torch import nn  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from .plots import save_figure  # noqa: E402
 from .preprocess import normalize, resize_batch, to_unit  # noqa: E402
@@ -276,16 +278,20 @@ def plot_saliency(model: nn.Module, face: np.ndarray, path: str | Path, model_me
 
 
 def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str],
-                       path: str | Path, max_faces: int = 32, cols: int = 8, seed: int = 0) -> Path:
-    """A grid of wrongly classified faces captioned 'true -> predicted' (a seeded sample of at most ``max_faces``)."""
-    from .plots import plot_face_grid
+                       path: str | Path, max_faces: int = 32, cols: int = 8,
+                       confidence: np.ndarray | None = None) -> Path:
+    """A grid of wrongly classified faces captioned 'true -> predicted': up to ``max_faces``, spread over the true
+    classes and, given each face's ``confidence`` (its top probability), the most confident errors first."""
+    from .plots import pick_errors, plot_face_grid
 
-    wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))
-    if len(wrong) > max_faces:
-        wrong = np.sort(np.random.default_rng(seed).choice(wrong, max_faces, replace=False))
-    caps = [f"{classes[y_true[i]]} -> {classes[y_pred[i]]}" for i in wrong]
-    title = f"misclassified: {int((np.asarray(y_true) != np.asarray(y_pred)).sum())} of {len(y_true)}"
-    if len(wrong) == 0:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    wrong = pick_errors(y_true, y_pred, confidence, max_faces)
+    caps = [f"{classes[y_true[i]]} -> {classes[y_pred[i]]}" + (f" {confidence[i]:.2f}" if confidence is not None
+                                                               else "") for i in wrong]
+    n_wrong = int((y_true != y_pred).sum())
+    title = f"misclassified: {n_wrong} of {len(y_true)}" + (", the most confident of each true class"
+                                                            if confidence is not None else "")
+    if n_wrong == 0:
         title = f"no misclassified faces among {len(y_true)}"
     return plot_face_grid(np.asarray(images)[wrong], caps, Path(path), cols=cols, title=title)
 
@@ -328,8 +334,9 @@ def _one_per_class(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 def explain_face(model: nn.Module, meta: dict[str, Any], face: np.ndarray, out_dir: str | Path,
                  dataset_images: np.ndarray | None = None, dataset_labels: np.ndarray | None = None,
-                 dataset_probs: np.ndarray | None = None) -> list[Path]:
-    """All figures for one 48x48 face (and, given a labelled sample, its eigenfaces and errors) into ``out_dir``."""
+                 dataset_probs: np.ndarray | None = None, progress: bool = False) -> list[Path]:
+    """All figures for one 48x48 face (and, given a labelled sample, its eigenfaces and errors) into ``out_dir``;
+    ``progress`` shows a bar on stderr, one step per figure."""
     from .evaluation import predict_proba
 
     out = Path(out_dir)
@@ -338,24 +345,32 @@ def explain_face(model: nn.Module, meta: dict[str, Any], face: np.ndarray, out_d
     size, chans = int(meta.get("input_size", 48)), int(meta.get("in_chans", 1))
     probs = predict_proba(model, face[None], input_size=size, in_chans=chans)
     classes = classes or [str(k) for k in range(probs.shape[1])]
-    paths = [
-        plot_probability_bars(face, probs, classes, out / "probabilities.png"),
-        plot_saliency(model, face, out / "saliency.png", meta, classes),
-        plot_feature_maps(model, face, out / "feature_maps.png", meta),
-        plot_lbp(face, out / "lbp.png"),
+    steps: list[tuple[str, Callable[[], Path]]] = [
+        ("probabilities", lambda: plot_probability_bars(face, probs, classes, out / "probabilities.png")),
+        ("saliency", lambda: plot_saliency(model, face, out / "saliency.png", meta, classes)),
+        ("feature maps", lambda: plot_feature_maps(model, face, out / "feature_maps.png", meta)),
+        ("LBP", lambda: plot_lbp(face, out / "lbp.png")),
     ]
     if dataset_images is not None and len(dataset_images) > 1:
-        paths.append(plot_eigenfaces(dataset_images, out / "eigenfaces.png"))
-        paths.append(plot_mean_face(dataset_images, out / "mean_faces.png", classes, dataset_labels))
-        paths.append(plot_lbp(dataset_images[:6], out / "lbp_samples.png"))
+        steps += [("eigenfaces", lambda: plot_eigenfaces(dataset_images, out / "eigenfaces.png")),
+                  ("mean faces", lambda: plot_mean_face(dataset_images, out / "mean_faces.png", classes,
+                                                        dataset_labels)),
+                  ("LBP samples", lambda: plot_lbp(dataset_images[:6], out / "lbp_samples.png"))]
         if dataset_labels is not None:
             if dataset_probs is None:
                 dataset_probs = predict_proba(model, dataset_images, input_size=size, in_chans=chans)
-            pred = dataset_probs.argmax(1)
-            paths.append(plot_misclassified(dataset_images, dataset_labels, pred, classes, out / "misclassified.png"))
+            pred, conf = dataset_probs.argmax(1), dataset_probs.max(1)
             pick = _one_per_class(dataset_labels, 6)
-            paths.append(plot_probability_bars(dataset_images[pick], dataset_probs[pick], classes,
-                                               out / "sample_probabilities.png", dataset_labels[pick]))
+            steps += [("misclassified", lambda: plot_misclassified(dataset_images, dataset_labels, pred, classes,
+                                                                   out / "misclassified.png", confidence=conf)),
+                      ("sample probabilities", lambda: plot_probability_bars(
+                          dataset_images[pick], dataset_probs[pick], classes, out / "sample_probabilities.png",
+                          dataset_labels[pick]))]
+    paths = []
+    with tqdm(steps, desc="figures", unit="figure", file=sys.stderr, disable=not progress, leave=False) as bar:
+        for name, draw in bar:
+            bar.set_postfix_str(name)
+            paths.append(draw())
     return paths
 
 

@@ -62,6 +62,26 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, tit
     return save_figure(fig, path, title)
 
 
+def pick_errors(y_true: Sequence[int], y_pred: Sequence[int], confidence: Sequence[float] | None = None,
+                max_faces: int = 48) -> np.ndarray:
+    """Indices of up to ``max_faces`` misclassified faces, spread over the true classes, most confident first.
+
+    Classes take turns (each class's most confident error, then each one's second, ...), so one common class
+    cannot fill the grid; the result is grouped by true class, most confident first within it. Without
+    ``confidence`` the errors keep their order within a class.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    conf = np.zeros(len(y_true)) if confidence is None else np.asarray(confidence, float)
+    wrong = np.flatnonzero(y_true != y_pred)
+    per_class = [wrong[y_true[wrong] == c][np.argsort(-conf[wrong[y_true[wrong] == c]], kind="stable")]
+                 for c in np.unique(y_true[wrong])]
+    taken = [0] * len(per_class)  # how many of each class's errors are shown
+    for _ in range(min(max_faces, len(wrong))):
+        k = min((n, k) for k, n in enumerate(taken) if n < len(per_class[k]))[1]  # the class shown least so far
+        taken[k] += 1
+    return np.array([i for errors, n in zip(per_class, taken) for i in errors[:n]], dtype=int)
+
+
 def plot_face_grid(images: np.ndarray, captions: Sequence[str], path: str | Path, cols: int = 8,
                    title: str = "") -> Path:
     """A grid of gray faces with a caption under each (e.g. 'true -> predicted')."""

@@ -5,28 +5,29 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 
-def image_size_stats(root: Path, limit: int = 20000) -> dict:
-    """Width/height statistics of the image files under ``root`` (header reads only, up to ``limit`` files)."""
+def image_size_stats(root: Path, limit: int = 20000, progress: bool = False) -> dict:
+    """Width/height statistics of the image files under ``root`` (header reads only, up to ``limit`` files);
+    ``progress`` shows a bar on stderr."""
     from PIL import Image
+    from tqdm.auto import tqdm
 
     from ..datasets.images import IMAGE_EXTENSIONS
 
+    files = [p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()][:limit]
     sizes = []
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
-            try:
-                with Image.open(p) as im:
-                    sizes.append(im.size)
-            except Exception:
-                continue
-            if len(sizes) >= limit:
-                break
+    for p in tqdm(files, desc="image sizes", unit="img", file=sys.stderr, disable=not progress, leave=False):
+        try:
+            with Image.open(p) as im:
+                sizes.append(im.size)
+        except Exception:  # unreadable files are counted by load_dataset; here they only have no size
+            continue
     if not sizes:
         return {}
     a = np.array(sizes)
@@ -55,7 +56,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     path = Path(args.path)
     stats = {
         "path": str(path), "faces": len(fs), "classes": list(fs.classes), "counts": counts,
-        "unreadable": len(fs.failures), "image_sizes": image_size_stats(path) if path.is_dir() else {},
+        "unreadable": len(fs.failures),
+        "image_sizes": image_size_stats(path, progress=not args.json) if path.is_dir() else {},
         "duplicates": duplicate_stats(fs),
     }
     if args.json:
@@ -81,11 +83,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+STATS_DESCRIPTION = """\
+Read a dataset as every command reads it and print what is in it: faces per split and class, the image sizes on
+disk (a folder's first 20,000 files), groups of pixel-identical faces (and how many span two splits, which leaks
+test faces into training, or carry conflicting labels), and the files that could not be read. Progress bars go
+to stderr; --json prints one JSON object instead of the table.
+"""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="inspect datasets")
+    p = sub.add_parser("data", help="inspect datasets",
+                       description="Inspect a dataset before training on it (see: emoscope data stats --help).")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
-    s = dsub.add_parser("stats", help="counts per split and class, image sizes, duplicates across splits")
-    s.add_argument("path")
-    s.add_argument("--scheme", default="fer7")
-    s.add_argument("--json", action="store_true")
+    s = dsub.add_parser("stats", help="counts per split and class, image sizes, duplicates across splits",
+                        description=STATS_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("path", help="dataset: FER-2013 CSV (.csv or .csv.gz) or image folder, an image folder of "
+                                "<split>/<label>/*, or a folder with legend.csv")
+    s.add_argument("--scheme", default="fer7", choices=["fer7", "fer6", "ferplus8"],
+                   help="label scheme: fer7 (7 emotions), fer6 (no disgust), ferplus8 (adds contempt) "
+                        "(default: fer7)")
+    s.add_argument("--json", action="store_true", help="print one JSON object to stdout, no progress bars")
     s.set_defaults(func=cmd_stats)

@@ -37,7 +37,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     if bad or not features or not classifiers:
         raise UserError(f"unknown or missing features/classifiers {bad}; features: {', '.join(FEATURES)}; "
                         f"classifiers: {', '.join(CLASSIFIERS)}")
-    fs = load_dataset(args.data, scheme=args.scheme)
+    fs = load_dataset(args.data, scheme=args.scheme, progress=True)
     if fs.failures:
         print(fs.failure_summary(), file=sys.stderr)
     train_split = _pick_split(fs, args.train_split, ("Training", "train"))
@@ -54,7 +54,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
             train = train.subset(sample_per_class(train, args.limit_per_class, args.seed))
             test = test.subset(sample_per_class(test, args.limit_per_class, args.seed + 1))
         where = f"train {train_split}, test {test_split}"
-    print(f"baselines ({args.setting}: {where}): {len(train)} training and {len(test)} test faces")
+    print(f"baselines ({args.setting}: {where}): {len(train)} training and {len(test)} test faces", file=sys.stderr)
     rows = run_baselines(train, test, features, classifiers, grid=args.grid, cv=args.cv, seed=args.seed,
                          n_jobs=args.jobs)
     table = baselines_markdown(rows)
@@ -123,7 +123,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.data:
         from ..datasets import load_dataset
 
-        fs = load_dataset(args.data, scheme=args.scheme)
+        fs = load_dataset(args.data, scheme=args.scheme, progress=True)
         split = _pick_split(fs, args.split, ("PrivateTest", "test", "PublicTest", "val"))
         pool = fs.split(split) if split else fs
         if tuple(pool.classes) != tuple(meta.get("classes", pool.classes)):
@@ -135,42 +135,72 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
             pool.images = np.stack([center_square(im, 48) for im in pool.images])
         images, labels = pool.images, pool.labels
-    for p in explain_face(model, meta, face, args.out, images, labels):
+    for p in explain_face(model, meta, face, args.out, images, labels, progress=True):
         print(p)
     return 0
 
 
+BASELINES_DESCRIPTION = """\
+Classic (pre-deep-learning) baselines: each hand-made feature extractor with each scikit-learn classifier,
+trained on one split and scored on another, as a markdown table (accuracy, macro-F1, fit time) in --out.
+
+Features: raw (the pixels), pca (eigenfaces: the principal components of the training faces), lbp (histograms of
+local binary patterns, a texture code, over a grid of cells), hog (histograms of oriented gradients).
+Classifiers: rf (random forest), gb (histogram gradient boosting), svc (support-vector machine with an RBF
+kernel), linsvc (linear SVM). A bar on stderr counts the pairs and names the one being fitted: a pair can take
+long (raw pixels + svc on all 28,709 FER-2013 training faces fitted in 63 minutes on one core; RESULTS.md).
+"""
+
+EXPLAIN_DESCRIPTION = """\
+Figures that show why a model predicts what it does for one face, as PNG files in --out: the probabilities,
+Grad-CAM (which regions drove the predicted class, from the last convolution's gradients) and gradient
+saliency (which pixels change the score most), the feature maps of each convolution layer, and the face's
+LBP texture image. With --data it also draws eigenfaces, the mean face of each class, and a grid of
+misclassified faces from a sample of that dataset (the most confident errors of each true class).
+"""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("baselines", help="classic baselines: PCA/LBP/HOG features + RF/GB/SVC, a results table")
+    b = sub.add_parser("baselines", help="classic baselines: PCA/LBP/HOG features + RF/GB/SVC, a results table",
+                       description=BASELINES_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--data", required=True, help="dataset: FER-2013 CSV, image folder or legend.csv folder")
-    b.add_argument("--features", default="pca,lbp,hog", help="comma list of raw, pca, lbp, hog")
-    b.add_argument("--classifiers", default="rf,gb,svc", help="comma list of rf, gb, svc (RBF), linsvc (linear)")
+    b.add_argument("--features", default="pca,lbp,hog", help="comma list of raw, pca, lbp, hog (default: pca,lbp,hog)")
+    b.add_argument("--classifiers", default="rf,gb,svc",
+                   help="comma list of rf, gb, svc (RBF), linsvc (linear) (default: rf,gb,svc)")
     b.add_argument("--setting", choices=["small", "full"], default="small",
-                   help="small: N train / M validation faces per class; full: whole train split vs test split")
+                   help="small: N train / M validation faces per class; full: whole train split vs test split "
+                        "(default: small)")
     b.add_argument("--grid", action="store_true", help="tune each pipeline by stratified k-fold grid search")
-    b.add_argument("--cv", type=int, default=3, help="folds for --grid")
-    b.add_argument("--n-train", type=int, default=100, dest="n_train", help="small setting: training faces per class")
-    b.add_argument("--n-val", type=int, default=50, dest="n_val", help="small setting: validation faces per class")
+    b.add_argument("--cv", type=int, default=3, help="folds for --grid (default: 3)")
+    b.add_argument("--n-train", type=int, default=100, dest="n_train",
+                   help="small setting: training faces per class (default: 100)")
+    b.add_argument("--n-val", type=int, default=50, dest="n_val",
+                   help="small setting: validation faces per class (default: 50)")
     b.add_argument("--limit-per-class", type=int, dest="limit_per_class",
                    help="full setting: cap faces per class (quick runs)")
-    b.add_argument("--train-split", dest="train_split", help="default: Training or train")
-    b.add_argument("--test-split", dest="test_split", help="full setting; default: PrivateTest or test")
-    b.add_argument("--scheme", default="fer7")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--jobs", type=int, default=1, help="parallel jobs for grid search and random forests")
+    b.add_argument("--train-split", dest="train_split", help="split to train on (default: Training or train)")
+    b.add_argument("--test-split", dest="test_split", help="full setting: split to score on "
+                                                           "(default: PrivateTest or test)")
+    b.add_argument("--scheme", default="fer7", choices=["fer7", "fer6", "ferplus8"],
+                   help="label scheme: fer7 (7 emotions), fer6 (no disgust), ferplus8 (adds contempt) "
+                        "(default: fer7)")
+    b.add_argument("--seed", type=int, default=0, help="seed for sampling faces and for the classifiers (default: 0)")
+    b.add_argument("--jobs", type=int, default=1, help="parallel jobs for grid search and random forests (default: 1)")
     b.add_argument("--results", help="also upsert the rows into this results store (JSON) and its RESULTS.md")
     b.add_argument("--out", required=True, help="folder for baselines.md and baselines.json")
     b.set_defaults(func=cmd_baselines)
 
-    e = sub.add_parser("explain", help="figures that explain a model's prediction for one image")
+    e = sub.add_parser("explain", help="figures that explain a model's prediction for one image",
+                       description=EXPLAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("image", help="a face crop, or a photo: its largest face is explained (see --detector)")
     e.add_argument("--detector", default="auto", help="face detector for photos: auto, blazeface, haar, or none "
-                                                     "(explain the centre square)")
+                                                     "(explain the centre square) (default: auto)")
     e.add_argument("--weights", help="checkpoint or a shipped model: default, fast (default: default)")
     e.add_argument("--out", required=True, help="folder for the PNG figures")
     e.add_argument("--data", help="optional labelled dataset: adds eigenfaces, mean faces and misclassified grid")
     e.add_argument("--split", help="split of --data to sample (default: PrivateTest or test)")
-    e.add_argument("--limit", type=int, default=300, help="faces sampled from --data")
-    e.add_argument("--scheme", default="fer7")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--limit", type=int, default=300, help="faces sampled from --data (default: 300)")
+    e.add_argument("--scheme", default="fer7", choices=["fer7", "fer6", "ferplus8"],
+                   help="label scheme of --data, which must match the model's classes (default: fer7)")
+    e.add_argument("--seed", type=int, default=0, help="seed for the sample drawn from --data (default: 0)")
     e.set_defaults(func=cmd_explain)
