@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class EmoscopeError(Exception):
     """An error caused by the user's input or setup, with a message meant for that user."""
+
+
+class InvalidArgumentError(EmoscopeError, ValueError):
+    """A function or command was given an option value it cannot use (the message names the option and why)."""

@@ -35,7 +35,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from .datasets.images import to_gray
+from .imaging import to_gray
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: Converted BlazeFace graphs: name -> (file, input side, [(grid side, anchors per cell), ...]).

@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .datasets.images import _from_array, _from_pil, _is_pil, center_square, read_image, to_gray
 from .evaluation import TTA_MODES, predict_proba
 from .export import file_sha256, read_onnx_metadata
 from .faces import Detection, FaceDetector, crop_faces, default_margin, detect_many, get_detector
+from .imaging import center_square, load_image, read_image, to_gray
 from .models.checkpoint import load_model
 from .preprocess import MEAN, STD
+
+__all__ = ["BACKENDS", "Face", "Recognizer", "load_image", "read_image"]
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
@@ -60,19 +62,6 @@ class Face:
             "probs": {k: round(float(v), 4) for k, v in self.probs.items()},
             "landmarks": None if self.landmarks is None else np.round(self.landmarks, 1).tolist(),
         }
-
-
-def load_image(image: Any, color: str = "bgr") -> np.ndarray:
-    """Any supported picture -> uint8 array, gray (H x W) or BGR (H x W x 3); see the module doc for ``color``."""
-    if color not in ("bgr", "rgb"):
-        raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
-    if isinstance(image, (str, Path)):
-        return read_image(image)
-    if _is_pil(image):
-        return _from_pil(image)
-    if isinstance(image, np.ndarray):
-        return _from_array(image, color)
-    raise TypeError(f"unsupported picture type {type(image).__name__}: give a path, numpy array or PIL image")
 
 
 class _TorchBackend:
