@@ -13,7 +13,9 @@ Sections, each printing one JSON line:
 - ``detector FRAME.npy SECONDS``: ms per frame of ``FER.find_faces`` and the number of faces;
 - ``video IN.mp4 OUT.mp4``: frames/s of decode -> ``detect_emotions`` -> boxes and labels drawn -> mp4 written,
   with the process's peak RSS;
-- ``accuracy FACES.npz``: accuracy of fer's classifier on 48 x 48 faces (resized to 64 x 64 as fer does).
+- ``accuracy FACES.npz``: accuracy of fer's classifier on 48 x 48 faces (resized to 64 x 64 as fer does);
+- ``photos LIST.txt``: fer's whole pipeline (its Haar detector, padding, crop, classifier) on each photo named in
+  the list (one path a line); prints the label of the largest face of each photo, or null when fer finds none.
 """
 
 from __future__ import annotations
@@ -126,6 +128,22 @@ def accuracy(npz: str) -> dict:
     return {"accuracy": float((pred == labels).mean()), "macro_f1": float(np.mean(f1)), "n": int(len(labels))}
 
 
+def photos(list_path: str) -> dict:
+    det = _fer()
+    labels: list[str | None] = []
+    with open(list_path, encoding="utf-8") as f:
+        paths = [line.rstrip("\n") for line in f if line.strip()]
+    for path in paths:
+        img = cv2.imread(path)
+        faces = det.detect_emotions(img) if img is not None else []
+        if not faces:
+            labels.append(None)
+            continue
+        big = max(faces, key=lambda face: face["box"][2] * face["box"][3])
+        labels.append(max(big["emotions"], key=big["emotions"].get))
+    return {"labels": labels, "n": len(paths)}
+
+
 if __name__ == "__main__":
     section, rest = sys.argv[1], sys.argv[2:]
     if section == "classifier":
@@ -136,6 +154,8 @@ if __name__ == "__main__":
         res = video(rest[0], rest[1])
     elif section == "accuracy":
         res = accuracy(rest[0])
+    elif section == "photos":
+        res = photos(rest[0])
     else:
-        sys.exit(f"unknown section {section!r}: choose classifier, detector, video or accuracy")
+        sys.exit(f"unknown section {section!r}: choose classifier, detector, video, accuracy or photos")
     print(json.dumps(res))

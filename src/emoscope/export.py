@@ -122,7 +122,9 @@ def quantize_int8(
     """Static QDQ int8 quantisation (activations uint8, weights int8) calibrated on uint8 N x H x W faces.
 
     A few hundred faces spread over the classes are enough; more only slows calibration. The metadata of the
-    fp32 model is copied over, plus ``quantized=int8``.
+    fp32 model is copied over, plus ``quantized=int8``. The node that makes the logits (the classifier head,
+    C x 7 multiply-adds) stays in float: quantised logits take a few hundred values, so two classes of one face
+    often came out exactly equal and the runner-up was arbitrary.
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -140,9 +142,12 @@ def quantize_int8(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         quant_pre_process(str(onnx_path), str(prep), skip_symbolic_shape=True)
+        graph = onnx.load(str(prep)).graph
+        outputs = {o.name for o in graph.output}
+        head = [n.name for n in graph.node if outputs & set(n.output)]
         quantize_static(
             str(prep), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head,
         )
     finally:
         prep.unlink(missing_ok=True)
