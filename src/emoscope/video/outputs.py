@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from ..labels import EMOTIONS
 from .sources import Frame, VideoSourceError, _Quiet
@@ -18,27 +17,38 @@ from .tracking import TrackedFace
 
 
 class EmotionSummary:
-    """Running totals: seconds per emotion per track and overall (face-seconds), and frames without a face."""
+    """Running totals: seconds per emotion per track and overall (face-seconds), shots, frames without a face.
+
+    Per track also: the shot it lives in, how often its label changed, and its confidence (the mean smoothed
+    probability of the label it showed).
+    """
 
     def __init__(self, classes: Sequence[str] = EMOTIONS) -> None:
         self.classes = tuple(classes)
         self.tracks: dict[int, dict[str, Any]] = {}
+        self.shots: list[dict[str, float]] = []
         self.no_face_s = 0.0
         self.frames = 0
 
-    def add(self, faces: Sequence[TrackedFace], t: float, dt: float) -> None:
-        """Count ``dt`` seconds of the frame at time ``t`` for each face's smoothed label."""
+    def add(self, faces: Sequence[TrackedFace], t: float, dt: float, shot: int = 0) -> None:
+        """Count ``dt`` seconds of the frame at time ``t`` (in shot ``shot``) for each face's smoothed label."""
         self.frames += 1
+        while len(self.shots) <= shot:
+            self.shots.append({"shot": len(self.shots), "start_s": t, "end_s": t})
+        self.shots[shot]["end_s"] = t + dt
         if not faces:
             self.no_face_s += dt
         for f in faces:
-            tr = self.tracks.setdefault(f.track_id, {"first_s": t, "last_s": t, "frames": 0,
+            tr = self.tracks.setdefault(f.track_id, {"first_s": t, "last_s": t, "frames": 0, "shot": f.shot,
+                                                     "changes": 0, "label": f.label, "conf": 0.0,
                                                      "seconds": dict.fromkeys(self.classes, 0.0)})
-            tr["last_s"], tr["frames"] = t, tr["frames"] + 1
+            tr["changes"] += f.label != tr["label"]
+            tr["last_s"], tr["frames"], tr["label"] = t, tr["frames"] + 1, f.label
+            tr["conf"] += f.confidence
             tr["seconds"][f.label] = tr["seconds"].get(f.label, 0.0) + dt
 
     def as_dict(self) -> dict[str, Any]:
-        """Per track and overall: seconds and share of time in each emotion, dominant emotion."""
+        """Per track and overall: seconds and share of time in each emotion, dominant emotion, confidence."""
         total = dict.fromkeys(self.classes, 0.0)
         tracks = {}
         for tid, tr in sorted(self.tracks.items()):
@@ -47,7 +57,9 @@ class EmotionSummary:
             for k, v in secs.items():
                 total[k] = total.get(k, 0.0) + v
             tracks[tid] = {
-                "first_s": round(tr["first_s"], 3), "last_s": round(tr["last_s"], 3), "frames": tr["frames"],
+                "shot": tr["shot"], "first_s": round(tr["first_s"], 3), "last_s": round(tr["last_s"], 3),
+                "frames": tr["frames"], "label_changes": tr["changes"],
+                "confidence": round(tr["conf"] / max(tr["frames"], 1), 4),
                 "seconds": {k: round(v, 3) for k, v in secs.items()},
                 "share": {k: round(v / s, 4) for k, v in secs.items()},
                 "dominant": max(secs, key=secs.get),
@@ -55,6 +67,7 @@ class EmotionSummary:
         s = sum(total.values())
         return {
             "tracks": tracks,
+            "shots": [{k: round(v, 3) if isinstance(v, float) else v for k, v in sh.items()} for sh in self.shots],
             "overall": {
                 "face_seconds": round(s, 3),
                 "share": {k: round(v / s, 4) if s else 0.0 for k, v in total.items()},
@@ -64,16 +77,24 @@ class EmotionSummary:
         }
 
     def format(self) -> str:
-        """Readable table: one line per track and one overall."""
+        """Readable table: one line per face (track) and one overall; emotion names are never cut."""
         d = self.as_dict()
-        head = f"{'track':>6} {'from':>7} {'to':>7}  " + " ".join(f"{c[:7]:>7}" for c in self.classes) + "  dominant"
+        w = max(7, *(len(c) for c in self.classes))
+        head = (f"{'face':>5} {'shot':>4} {'from':>7} {'to':>7}  " + " ".join(f"{c:>{w}}" for c in self.classes)
+                + "  dominant  confidence")
         lines = [head]
         for tid, tr in d["tracks"].items():
-            shares = " ".join(f"{100 * tr['share'][c]:6.1f}%" for c in self.classes)
-            lines.append(f"{'#' + str(tid):>6} {tr['first_s']:6.1f}s {tr['last_s']:6.1f}s  {shares}  {tr['dominant']}")
+            shares = " ".join(f"{100 * tr['share'][c]:{w - 1}.1f}%" for c in self.classes)
+            lines.append(f"{'#' + str(tid):>5} {tr['shot'] + 1:>4} {tr['first_s']:6.1f}s {tr['last_s']:6.1f}s  "
+                         f"{shares}  {tr['dominant']:<8}  {100 * tr['confidence']:9.0f}%")
         o = d["overall"]
-        shares = " ".join(f"{100 * o['share'][c]:6.1f}%" for c in self.classes)
-        lines.append(f"{'all':>6} {o['face_seconds']:6.1f}s {'':>7}  {shares}  {o['dominant'] or '-'}")
+        shares = " ".join(f"{100 * o['share'][c]:{w - 1}.1f}%" for c in self.classes)
+        lines.append(f"{'all':>5} {'':>4} {o['face_seconds']:6.1f}s {'':>7}  {shares}  {o['dominant'] or '-'}")
+        if len(d["shots"]) > 1:
+            cuts = ", ".join(f"{sh['start_s']:.1f}" for sh in d["shots"][1:])
+            lines.append(f"{len(d['shots'])} shots (cuts at {cuts} s); faces never carry over a cut")
+        if not d["tracks"]:
+            lines.append("no face found")
         if d["no_face_seconds"]:
             lines.append(f"no face visible for {d['no_face_seconds']:.1f} s")
         return "\n".join(lines)
@@ -127,7 +148,11 @@ class Timeline:
 
 
 class CsvLog:
-    """CSV rows: one per tracked face per analysed frame (a row with empty face fields when none is visible)."""
+    """CSV rows: one per tracked face per analysed frame (a row with empty face fields when none is visible).
+
+    ``track_id`` numbers faces from 1 in order of first appearance (as the summary, page and pictures do);
+    ``shot`` numbers the camera shots from 1; ``confidence`` is the smoothed probability of ``label``.
+    """
 
     def __init__(self, path: str | Path, classes: Sequence[str] = EMOTIONS) -> None:
         self.path = Path(path)
@@ -135,17 +160,18 @@ class CsvLog:
         self.classes = tuple(classes)
         self._f = open(self.path, "w", newline="")  # noqa: SIM115 - closed in close()
         self._w = csv.writer(self._f)
-        self._w.writerow(["time_s", "frame", "track_id", "x", "y", "w", "h", "score", "label"]
+        self._w.writerow(["time_s", "frame", "shot", "track_id", "x", "y", "w", "h", "score", "label", "confidence"]
                          + [f"raw_{c}" for c in self.classes] + [f"smooth_{c}" for c in self.classes])
         self.rows = 0
 
-    def add(self, frame: Frame, faces: Sequence[TrackedFace]) -> None:
+    def add(self, frame: Frame, faces: Sequence[TrackedFace], shot: int = 0) -> None:
         if not faces:
-            self._w.writerow([f"{frame.t:.3f}", frame.index] + [""] * (7 + 2 * len(self.classes)))
+            self._w.writerow([f"{frame.t:.3f}", frame.index, shot + 1] + [""] * (8 + 2 * len(self.classes)))
             self.rows += 1
         for f in faces:
             self._w.writerow(
-                [f"{frame.t:.3f}", frame.index, f.track_id, *f.box, f"{f.score:.3f}", f.label]
+                [f"{frame.t:.3f}", frame.index, f.shot + 1, f.track_id, *f.box, f"{f.score:.3f}", f.label,
+                 f"{f.confidence:.4f}"]
                 + [f"{f.probs.get(c, 0.0):.4f}" for c in self.classes]
                 + [f"{f.smoothed.get(c, 0.0):.4f}" for c in self.classes]
             )
@@ -153,39 +179,6 @@ class CsvLog:
 
     def close(self) -> None:
         self._f.close()
-
-
-#: Codec per output suffix. OpenCV's pip wheels have no H.264 encoder, so .mp4 gets MPEG-4 Part 2 (plays in
-#: VLC and most players, but not in web browsers); .webm gets VP8, which every browser plays.
-VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG", ".webm": "VP80"}
-
-
-class VideoOut:
-    """Annotated video writer, opened on the first frame (size known then); the codec follows the suffix
-    (``VIDEO_CODECS``): write ``.webm`` for a video a web page can show."""
-
-    def __init__(self, path: str | Path, fps: float) -> None:
-        self.path, self.fps = Path(path), fps
-        if self.path.suffix.lower() not in VIDEO_CODECS:
-            raise VideoSourceError(f"{self.path}: cannot write a {self.path.suffix or 'suffix-less'} video; name it "
-                                   f"{', '.join(VIDEO_CODECS)} (.webm plays in web browsers)")
-        self._w: cv2.VideoWriter | None = None
-        self.frames = 0
-
-    def write(self, img: np.ndarray) -> None:
-        if self._w is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            four = VIDEO_CODECS[self.path.suffix.lower()]
-            h, w = img.shape[:2]
-            self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*four), self.fps, (w, h))
-            if not self._w.isOpened():
-                raise VideoSourceError(f"{self.path}: OpenCV cannot write {four} video here (try .mp4 or .avi)")
-        self._w.write(img)
-        self.frames += 1
-
-    def close(self) -> None:
-        if self._w is not None:
-            self._w.release()
 
 
 class CaptureTrigger:

@@ -1,4 +1,10 @@
-"""Running a video end to end: the recognizer on each frame, the tracker, and the chosen outputs."""
+"""Running a video end to end: cuts, the recognizer on each frame, the tracker, smoothing and the outputs.
+
+A file is read once for the analysis; with ``smoothing="hmm"`` each whole track is then re-smoothed offline
+(Viterbi, see :mod:`.smoothing`) and the annotated video, if asked for, is written in a second pass over the
+file, so its labels are the final ones. Webcams and streams (and the causal smoothers) stream: every output
+is written as the frames come, with flat memory.
+"""
 
 from __future__ import annotations
 
@@ -9,43 +15,65 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from ..annotate import draw_faces
 from ..recognizer import Recognizer
-from .outputs import CaptureTrigger, CsvLog, EmotionSummary, Timeline, VideoOut
-from .sources import Frame, FrameSource
+from .outputs import CaptureTrigger, CsvLog, EmotionSummary, Timeline
+from .shots import ShotDetector
+from .smoothing import posteriors, viterbi
+from .sources import Frame, FrameSource, open_source
 from .tracking import FaceTracker, TrackedFace
+from .writer import VideoOut
 
 
 @dataclass
 class FrameResult:
-    """One frame of :func:`analyze`: ``analysed`` is False on frames skipped by ``every`` (faces carried over)."""
+    """One frame of :func:`analyze`: ``analysed`` is False on frames skipped by ``every`` (faces carried over);
+    ``shot`` is the camera shot (0-based) and ``cut`` True on a shot's first frame."""
 
     frame: Frame
     faces: list[TrackedFace]
     analysed: bool
+    shot: int = 0
+    cut: bool = False
 
 
 def analyze(source: Iterable[Frame], recognizer: Recognizer, tracker: FaceTracker, every: int = 1,
-            max_frames: int | None = None) -> Iterator[FrameResult]:
-    """Run the recognizer on every ``every``-th frame and track the faces; yields one result per frame."""
+            max_frames: int | None = None, shots: ShotDetector | None = None) -> Iterator[FrameResult]:
+    """Run the recognizer on every ``every``-th frame and track the faces; yields one result per frame.
+
+    With ``shots``, every frame is checked for a cut, and a cut ends all tracks (``tracker.new_shot()``).
+    """
     if every < 1:
         raise ValueError("every must be >= 1")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError("max_frames must be 1 or more")
     last: list[TrackedFace] = []
     for n, frame in enumerate(source):
         if max_frames is not None and n >= max_frames:
             break
-        if n % every == 0:
+        cut = bool(shots and shots.update(frame.image, frame.t) and n > 0)
+        if cut:
+            tracker.new_shot()
+            last = []
+        if n % every == 0 or cut:
             faces = recognizer.predict_arrays([frame.image])[0]
             last = tracker.update(faces, frame.t)
-            yield FrameResult(frame, last, True)
+            yield FrameResult(frame, last, True, tracker.shot, cut)
         else:
-            yield FrameResult(frame, last, False)
+            yield FrameResult(frame, last, False, tracker.shot, cut)
 
 
 @dataclass
 class VideoReport:
-    """What a :func:`run_video` call did."""
+    """What a :func:`run_video` call did, and what it found.
+
+    ``rows``: one dict per face per analysed frame (``time_s, frame, shot, track_id, x, y, w, h, score, label,
+    confidence``, then ``raw_<emotion>`` and ``smooth_<emotion>``; shots and faces numbered from 1), kept for
+    files (``keep_rows``). ``summary["tracks"]``: per face, the share of time in each emotion, the dominant one,
+    its confidence and the number of label changes. :meth:`to_frame` gives either as a pandas DataFrame.
+    """
 
     source: str
     frames: int = 0
@@ -58,10 +86,101 @@ class VideoReport:
     summary_text: str = ""
     captures: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    cuts: list[float] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
+        """Frames processed per second of wall time."""
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def tracks(self) -> list[dict[str, Any]]:
+        """One flat dict per face (track): id, shot (from 1), times, frames, dominant, confidence, share_*."""
+        out = []
+        for tid, tr in self.summary.get("tracks", {}).items():
+            row = {"track_id": tid, "shot": tr["shot"] + 1, "first_s": tr["first_s"], "last_s": tr["last_s"],
+                   "frames": tr["frames"], "dominant": tr["dominant"], "confidence": tr["confidence"],
+                   "label_changes": tr["label_changes"]}
+            row.update({f"share_{k}": v for k, v in tr["share"].items()})
+            out.append(row)
+        return out
+
+    def to_frame(self, kind: str = "faces") -> Any:
+        """``"faces"``: :attr:`rows` (one per face per analysed frame); ``"tracks"``: :attr:`tracks`. Needs
+        pandas (``pip install 'emoscope[dataframe]'``)."""
+        if kind not in ("faces", "tracks"):
+            raise ValueError(f"kind must be 'faces' or 'tracks', got {kind!r}")
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_frame needs pandas: pip install 'emoscope[dataframe]'") from None
+        return pd.DataFrame(self.rows if kind == "faces" else self.tracks)
+
+
+@dataclass
+class _Analysed:
+    """The analysed frames of a file, kept for the offline smoothing and the second pass."""
+
+    frames: list[tuple[Frame, list[TrackedFace], int]] = field(default_factory=list)
+
+    def add(self, res: FrameResult) -> None:
+        img = np.empty((0,), np.uint8)  # the picture is not kept: a second pass reads it again
+        self.frames.append((Frame(res.frame.index, res.frame.t, img), res.faces, res.shot))
+
+    def resmooth(self, tracker: FaceTracker) -> None:
+        """Replace each track's causal labels by the whole-track Viterbi path and forward-backward posteriors."""
+        by_track: dict[int, list[tuple[float, TrackedFace]]] = {}
+        for frame, faces, _ in self.frames:
+            for f in faces:
+                by_track.setdefault(f.track_id, []).append((frame.t, f))
+        for items in by_track.values():
+            cls = tracker.classes or tuple(items[0][1].probs)
+            probs = np.array([[f.probs.get(c, 0.0) for c in cls] for _, f in items])
+            times = np.array([t for t, _ in items])
+            path, post = viterbi(probs, times, tracker.hmm), posteriors(probs, times, tracker.hmm)
+            for (_, f), k, p in zip(items, path, post):
+                f.label = cls[int(k)]
+                f.smoothed = {c: float(v) for c, v in zip(cls, p)}
+
+    def faces_at(self) -> dict[int, list[TrackedFace]]:
+        """Frame index -> the faces to draw on it (analysed frames only; others carry the last ones)."""
+        return {frame.index: faces for frame, faces, _ in self.frames}
+
+
+class _Outputs:
+    """The per-frame outputs of one run: summary, timeline, CSV rows (and file), captures, video, window."""
+
+    def __init__(self, classes: tuple[str, ...], dt: float, csv_path: str | Path | None, keep_rows: bool,
+                 capture: CaptureTrigger | None) -> None:
+        self.classes, self.dt, self.keep_rows, self.capture = classes, dt, keep_rows, capture
+        self.summary, self.timeline = EmotionSummary(classes), Timeline(classes)
+        self.log = CsvLog(csv_path, classes) if csv_path else None
+        self.rows: list[dict[str, Any]] = []
+        self.captures: list[str] = []
+
+    def add(self, frame: Frame, faces: list[TrackedFace], shot: int) -> None:
+        """Count one analysed frame."""
+        self.summary.add(faces, frame.t, self.dt, shot)
+        self.timeline.add(faces, frame.t, self.dt)
+        if self.log:
+            self.log.add(frame, faces, shot)
+        if self.keep_rows:
+            self.rows.extend(_row(frame, f, self.classes) for f in faces)
+
+    def close(self) -> None:
+        if self.log:
+            self.log.close()
+
+
+def _row(frame: Frame, f: TrackedFace, classes: tuple[str, ...]) -> dict[str, Any]:
+    x, y, w, h = f.box
+    row: dict[str, Any] = {"time_s": round(frame.t, 4), "frame": frame.index, "shot": f.shot + 1,
+                           "track_id": f.track_id, "x": x, "y": y, "w": w, "h": h, "score": round(f.score, 4),
+                           "label": f.label, "confidence": round(f.confidence, 4)}
+    row.update({f"raw_{c}": round(f.probs.get(c, 0.0), 4) for c in classes})
+    row.update({f"smooth_{c}": round(f.smoothed.get(c, 0.0), 4) for c in classes})
+    return row
 
 
 def run_video(
@@ -76,54 +195,109 @@ def run_video(
     show: bool = False,
     max_frames: int | None = None,
     on_frame: Any = None,
+    shots: ShotDetector | bool = True,
+    offline: bool | None = None,
+    keep_rows: bool | None = None,
 ) -> VideoReport:
-    """Analyse a source end to end with the chosen outputs; streams, so memory does not grow with length.
+    """Analyse a source end to end with the chosen outputs and return a :class:`VideoReport`.
 
-    ``on_frame(result)`` is called for each frame (progress display). ``show`` opens a window (press q to stop).
+    ``tracker``: default ``FaceTracker(smoothing="hmm")``. ``shots``: True (default) ends tracks at camera
+    cuts (:class:`ShotDetector`), False never. ``offline``: re-smooth whole tracks (Viterbi) before writing;
+    default True for files with ``hmm`` smoothing, False for webcams and streams (their labels are causal).
+    ``keep_rows``: keep one row per face per analysed frame in the report (default: files yes, live no).
+    ``on_frame(result)`` is called for each frame (progress display). ``show`` opens a window (q to stop);
+    the smile-triggered ``capture`` and the window always use the causal labels, as they happen.
     """
     tracker = tracker or FaceTracker(classes=recognizer.classes)
-    classes = recognizer.classes
-    summary, timeline = EmotionSummary(classes), Timeline(classes)
-    log = CsvLog(csv_path, classes) if csv_path else None
-    writer = VideoOut(out, source.fps) if out else None
+    tracker.classes = tracker.classes or recognizer.classes
+    live = bool(getattr(source, "live", False))
+    offline = (tracker.smoothing == "hmm" and not live) if offline is None else offline
+    keep = (not live) if keep_rows is None else keep_rows
+    detector = ShotDetector() if shots is True else (shots or None)
+    audio = getattr(source, "path", None) if getattr(source, "has_audio", False) else None
+    writer = VideoOut(out, source.fps, audio) if out else None
+    outs = _Outputs(tuple(tracker.classes), every / source.fps, None if offline else csv_path, keep and not offline,
+                    capture)
+    store = _Analysed() if offline else None
     report = VideoReport(source.describe())
-    dt = every / source.fps
     start = time.perf_counter()
     try:
-        for res in analyze(source, recognizer, tracker, every, max_frames):
-            report.frames += 1
-            report.seconds = res.frame.t
-            if res.analysed:
-                report.analysed += 1
-                summary.add(res.faces, res.frame.t, dt)
-                timeline.add(res.faces, res.frame.t, dt)
-                if log:
-                    log.add(res.frame, res.faces)
-                if capture and (path := capture.update(res.frame, res.faces)):
-                    report.captures.append(str(path))
-            if writer or show:
-                img = draw_faces(res.frame.image, res.faces)
-                if writer:
-                    writer.write(img)
-                if show:
-                    cv2.imshow("emoscope (q to quit)", img)
-                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                        break
-            if on_frame:
-                on_frame(res)
+        _first_pass(source, recognizer, tracker, every, max_frames, detector, outs, store,
+                    None if offline else writer, show, on_frame, report)
     finally:
         source.close()
-        if log:
-            log.close()
-        if writer:
-            writer.close()
+        outs.close()
         if show:
             cv2.destroyAllWindows()
+    if store is not None:
+        outs = _finish_offline(store, tracker, outs, csv_path, keep, capture)
+        if writer:
+            _second_pass(source, store, writer, report.frames)
+    if writer:
+        writer.close()
     report.wall_s = time.perf_counter() - start
     report.skipped, report.problems = source.skipped, list(source.problems)
-    report.summary, report.summary_text = summary.as_dict(), summary.format()
-    _note_outputs(report, out, csv_path, timeline, timeline_png, source.name)
+    report.summary, report.summary_text = outs.summary.as_dict(), outs.summary.format()
+    report.rows, report.captures = outs.rows, outs.captures
+    report.cuts = list(detector.cuts) if detector else []
+    _note_outputs(report, out, csv_path, outs.timeline, timeline_png, source.name)
     return report
+
+
+def _first_pass(source: FrameSource, recognizer: Recognizer, tracker: FaceTracker, every: int,
+                max_frames: int | None, detector: ShotDetector | None, outs: _Outputs, store: _Analysed | None,
+                writer: VideoOut | None, show: bool, on_frame: Any, report: VideoReport) -> None:
+    """The analysis loop: every frame once; streamed outputs are written here, offline ones only stored."""
+    for res in analyze(source, recognizer, tracker, every, max_frames, detector):
+        report.frames += 1
+        report.seconds = res.frame.t
+        if res.analysed:
+            report.analysed += 1
+            if store is not None:
+                store.add(res)
+            else:
+                outs.add(res.frame, res.faces, res.shot)
+            if outs.capture and (path := outs.capture.update(res.frame, res.faces)):
+                outs.captures.append(str(path))
+        if writer or show:
+            img = draw_faces(res.frame.image, res.faces)
+            if writer:
+                writer.write(img, res.frame.t)
+            if show:
+                cv2.imshow("emoscope (q to quit)", img)
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+        if on_frame:
+            on_frame(res)
+
+
+def _finish_offline(store: _Analysed, tracker: FaceTracker, first: _Outputs, csv_path: str | Path | None,
+                    keep: bool, capture: CaptureTrigger | None) -> _Outputs:
+    """Re-smooth every track over its whole length, then count the frames into fresh outputs."""
+    store.resmooth(tracker)
+    outs = _Outputs(first.classes, first.dt, csv_path, keep, capture)
+    outs.captures = first.captures
+    try:
+        for frame, faces, shot in store.frames:
+            outs.add(frame, faces, shot)
+    finally:
+        outs.close()
+    return outs
+
+
+def _second_pass(source: FrameSource, store: _Analysed, writer: VideoOut, n_frames: int) -> None:
+    """Read the file again and write each frame with its final (offline-smoothed) faces."""
+    again = open_source(getattr(source, "path", source.name), fps=getattr(source, "fixed_fps", source.fps))
+    faces_at = store.faces_at()
+    faces: list[TrackedFace] = []
+    try:
+        for n, frame in enumerate(again):
+            if n >= n_frames:
+                break
+            faces = faces_at.get(frame.index, faces)
+            writer.write(draw_faces(frame.image, faces), frame.t)
+    finally:
+        again.close()
 
 
 def _note_outputs(report: VideoReport, out: str | Path | None, csv_path: str | Path | None, timeline: Timeline,

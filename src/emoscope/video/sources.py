@@ -33,7 +33,12 @@ class VideoSourceError(EmoscopeError, ValueError):
 
 @dataclass
 class Frame:
-    """One decoded frame: position in the source, time in seconds, uint8 BGR image."""
+    """One decoded frame: position in the source (0-based), time in seconds, uint8 BGR image.
+
+    ``t`` is the source's own timestamp where it has one (a file read through PyAV: the presentation time,
+    which may start above 0 and may step unevenly in a variable-frame-rate file), else ``index / fps``, or
+    the seconds since the start of a live source.
+    """
 
     index: int
     t: float
@@ -99,7 +104,10 @@ class CaptureSource(FrameSource):
         self.frame_count = int(n) if n and math.isfinite(n) and n > 0 and not live else None
 
     def __iter__(self) -> Iterator[Frame]:
+        """Frames in order. Failed reads count as skipped only when a good frame follows: a file's frame count
+        is the container's estimate, and reads past the real end are the end, not lost frames."""
         index, failures, t0 = 0, 0, time.monotonic()
+        pending: list[str] = []
         while True:
             ok, img = self.cap.read()
             if not ok or img is None or img.size == 0:
@@ -107,13 +115,15 @@ class CaptureSource(FrameSource):
                 if not more:
                     break
                 failures += 1
-                self._skip(f"frame {index}: could not be decoded")
+                pending.append(f"frame {index}: could not be decoded")
                 index += 1
                 if failures >= self.max_failures:
                     self.problems.append(f"stopped after {failures} unreadable frames in a row")
                     break
                 continue
-            failures = 0
+            for reason in pending:
+                self._skip(reason)
+            pending, failures = [], 0
             t = time.monotonic() - t0 if self.live else index / self.fps
             yield Frame(index, t, img)
             index += 1
@@ -150,11 +160,90 @@ def _natural_key(p: Path) -> list[Any]:
     return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
 
 
+class AvFileSource(FrameSource):
+    """A video file decoded by PyAV (its own FFmpeg): frames carry the file's presentation timestamps.
+
+    Times follow the file, so a stream that starts late (``t`` of the first frame above 0) or a variable
+    frame rate is kept as it is; ``fps`` (if given) replaces them by ``index / fps``. A packet that fails to
+    decode is skipped, counted and reported. ``has_audio`` tells the writer there is sound to copy.
+    """
+
+    kind = "file"
+
+    def __init__(self, path: Path, fps: float | None = None) -> None:
+        import av
+
+        try:
+            self.container = av.open(str(path))
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            hint = "" if path.suffix.lower() in VIDEO_EXTENSIONS else " (is it a video file?)"
+            raise VideoSourceError(f"{path}: cannot open as a video: corrupt, truncated or unsupported format{hint} "
+                                   f"({exc.__class__.__name__})") from None
+        if not self.container.streams.video:
+            audio = bool(self.container.streams.audio)
+            self.container.close()
+            what = "has sound but no video stream" if audio else "has no video stream"
+            raise VideoSourceError(f"{path}: {what}; give a file with pictures")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"  # frame threads: decoding is not the bottleneck then
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        own = float(rate) if rate and 0 < float(rate) <= 1000 else 25.0
+        super().__init__(str(path), fps or own)
+        self.path, self.fixed_fps = path, fps
+        self.has_audio = bool(self.container.streams.audio)
+        n = self.stream.frames
+        dur = self.stream.duration * self.stream.time_base if self.stream.duration else None
+        if not n and dur is None and self.container.duration:
+            dur = self.container.duration / 1_000_000
+        self.frame_count = int(n) if n else (round(float(dur) * own) if dur else None)
+
+    def __iter__(self) -> Iterator[Frame]:
+        import av
+
+        index = 0
+        try:
+            for packet in self.container.demux(self.stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as exc:
+                    self._skip(f"packet at {_packet_time(packet)}: {exc.__class__.__name__}")
+                    continue
+                for fr in frames:
+                    own = fr.time if fr.time is not None else index / self.fps
+                    t = index / self.fixed_fps if self.fixed_fps else own
+                    yield Frame(index, float(t), fr.to_ndarray(format="bgr24"))
+                    index += 1
+        except av.FFmpegError as exc:  # a broken container: keep what was read, say where it stopped
+            self.problems.append(f"stopped reading after frame {index - 1}: {exc.__class__.__name__}")
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _packet_time(packet: Any) -> str:
+    if packet.pts is None or packet.time_base is None:
+        return "an unknown time"
+    return f"{float(packet.pts * packet.time_base):.3f} s"
+
+
+def _have_av() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def open_source(source: str | int | Path, fps: float | None = None, timeout: float = 8.0) -> FrameSource:
     """Open a video file, webcam index, stream URL or frame folder; raise :class:`VideoSourceError` if it can't.
 
-    ``fps`` overrides the frame rate (needed for folders, default 25). ``timeout`` bounds opening a stream.
+    ``fps`` overrides the frame rate (needed for folders, default 25; must be above 0). ``timeout`` bounds
+    opening a stream. Files are read through PyAV when it is installed (``pip install 'emoscope[video]'``:
+    the file's own timestamps), else through OpenCV. Iterate the source for :class:`Frame` objects; close it
+    (or use ``with``) when done.
     """
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= 1000):
+        raise VideoSourceError(f"fps must be above 0 and at most 1000 frames per second, got {fps:g}")
     if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
         return _open_webcam(int(source), fps)
     s = str(source)
@@ -167,6 +256,8 @@ def open_source(source: str | int | Path, fps: float | None = None, timeout: flo
         raise VideoSourceError(f"{p}: no such file or folder")
     if p.stat().st_size == 0:
         raise VideoSourceError(f"{p}: empty file")
+    if _have_av():
+        return AvFileSource(p, fps)
     with _Quiet():
         cap = cv2.VideoCapture(str(p))
         ok = cap.isOpened()

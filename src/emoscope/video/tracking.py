@@ -1,4 +1,19 @@
-"""Face tracking: a stable id per face across frames, with probabilities smoothed over that track only."""
+"""Face tracking: a stable id per face across frames, with probabilities smoothed over that track only.
+
+:class:`FaceTracker` is causal (it sees only the past), so the same tracker serves files, webcams and the web
+page's live stream. Each track keeps its last box and a velocity; a new frame's faces are matched to the
+tracks by one optimal assignment (Hungarian method, ``scipy.optimize.linear_sum_assignment``) on the overlap
+with the predicted box, the centre distance and the size. A track that finds no face is kept, coasting on its
+velocity, for up to ``max_gap`` seconds, with a search radius that grows with the time it has been missing:
+a face hidden behind a hand or a microphone for a second keeps its id when it comes back. :meth:`new_shot`
+ends every track at a cut (ids keep counting up, so an id never names two people).
+
+Why a tracker of our own: the maintained ByteTrack / OC-SORT packages do not fit this install. ``trackers``
+needs ``opencv-python`` (the GUI build, which fights ``opencv-python-headless`` over ``cv2``), ``norfair``
+pins ``numpy<2``, ``boxmot`` pulls a detector stack, and ``supervision`` 0.31 no longer ships a tracker
+(checked with ``pip install --dry-run`` and the wheels' metadata, 2026-12-03).
+The few-faces case here needs neither their detection-score cascade nor re-identification networks.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +24,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from ..labels import EMOTIONS
 from ..recognizer import Face
-from .smoothing import SMOOTHING, smooth_step
+from .smoothing import SMOOTHING, CausalHmm, HmmParams, smooth_step
+
+_NO = 1e6  # cost of a forbidden pairing
 
 
 @dataclass
 class TrackedFace:
-    """A face in one frame, with its track id and probabilities smoothed over that track only."""
+    """A face in one frame: its track id (1, 2, ... in order of first appearance), box, detector score, raw
+    probabilities, probabilities smoothed over that track only, the smoothed label, and the shot (0-based)."""
 
     track_id: int
     box: tuple[int, int, int, int]
     score: float
     probs: dict[str, float]  # raw, this frame
     smoothed: dict[str, float]  # smoothed over this track only
-    label: str  # argmax of smoothed
+    label: str  # the smoothed label
+    shot: int = 0
+
+    @property
+    def confidence(self) -> float:
+        """Smoothed probability of the shown label."""
+        return float(self.smoothed.get(self.label, 0.0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {
             "track_id": self.track_id,
+            "shot": self.shot,
             "box": [int(v) for v in self.box],
             "score": round(float(self.score), 4),
             "label": self.label,
@@ -46,6 +72,15 @@ class _Track:
     state: np.ndarray
     votes: deque = field(default_factory=deque)
     missing: int = 0
+    velocity: tuple[float, float] = (0.0, 0.0)  # centre, pixels per second
+    hmm: CausalHmm | None = None
+    label: int = 0
+
+    def predicted(self, t: float) -> tuple[float, float, float, float]:
+        """The box moved on by the velocity for up to half a second (a longer guess is worse than none)."""
+        dt = min(max(0.0, t - self.last_t), 0.5)
+        x, y, w, h = self.box
+        return (x + self.velocity[0] * dt, y + self.velocity[1] * dt, w, h)
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -60,60 +95,73 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 class FaceTracker:
-    """Stable track ids across frames plus per-track smoothing.
+    """Stable track ids across frames plus per-track smoothing (see the module doc).
 
-    Matching: greedy on IoU (>= ``iou_threshold``), then on centre distance (< ``center_threshold`` x the
-    track's box side) for fast moves. A track survives ``max_missing`` updates without a match.
-    Smoothing: ``"ema"`` with time constant ``time_constant`` seconds (weight of a new frame
-    ``1 - exp(-dt / time_constant)``), ``"vote"`` = share of frames per label over the last ``time_constant``
-    seconds, or ``"none"``.
+    Matching: a face pairs with a track when their IoU (with the predicted box) is at least ``iou_threshold``,
+    or their centres are closer than ``center_threshold`` x the box side (more while the track is missing:
+    + 0.5 per second) with a similar size. A track is dropped after ``max_gap`` seconds without a face (or
+    ``max_missing`` updates, if given).
+    Smoothing: ``"hmm"`` (default) the causal label HMM with hysteresis (``hmm``: :class:`HmmParams`);
+    ``"ema"`` with time constant ``time_constant`` seconds; ``"vote"`` = share of frames per label over the
+    last ``time_constant`` seconds; or ``"none"``. For files, :func:`~emoscope.video.run_video` then re-smooths
+    each whole track offline (Viterbi).
     """
 
     def __init__(
         self,
-        smoothing: str = "ema",
+        smoothing: str = "hmm",
         time_constant: float = 0.5,
         iou_threshold: float = 0.3,
-        max_missing: int = 10,
+        max_missing: int | None = None,
         center_threshold: float = 0.6,
         classes: Sequence[str] | None = None,
+        max_gap: float = 1.5,
+        hmm: HmmParams | None = None,
     ) -> None:
         if smoothing not in SMOOTHING:
             raise ValueError(f"smoothing must be one of {SMOOTHING}, got {smoothing!r}")
         if time_constant < 0:
             raise ValueError("time_constant must be >= 0 seconds")
+        if not max_gap >= 0:
+            raise ValueError(f"max_gap must be >= 0 seconds, got {max_gap}")
         self.smoothing, self.time_constant = smoothing, float(time_constant)
         self.iou_threshold, self.max_missing, self.center_threshold = iou_threshold, max_missing, center_threshold
+        self.max_gap, self.hmm = float(max_gap), hmm or HmmParams()
         self.classes: tuple[str, ...] | None = tuple(classes) if classes else None
         self.tracks: list[_Track] = []
         self._next_id = 1
+        self.shot = 0
 
     def reset(self) -> None:
-        """Forget every track (ids restart at 1)."""
-        self.tracks, self._next_id = [], 1
+        """Forget every track (ids restart at 1, shots at 0)."""
+        self.tracks, self._next_id, self.shot = [], 1, 0
 
-    def _match(self, boxes: list[tuple[int, int, int, int]]) -> dict[int, int]:
-        pairs = []
-        for i, b in enumerate(boxes):
-            for j, tr in enumerate(self.tracks):
-                iou = box_iou(b, tr.box)
-                if iou >= self.iou_threshold:
-                    pairs.append((-iou, 0.0, i, j))
-                else:
-                    side = max(tr.box[2], tr.box[3], 1)
-                    dx = (b[0] + b[2] / 2) - (tr.box[0] + tr.box[2] / 2)
-                    dy = (b[1] + b[3] / 2) - (tr.box[1] + tr.box[3] / 2)
-                    d = math.hypot(dx, dy) / side
-                    size_ratio = max(b[2], 1) / max(tr.box[2], 1)
-                    if d < self.center_threshold and 0.5 < size_ratio < 2.0:
-                        pairs.append((1.0, d, i, j))  # after every IoU match
-        matched: dict[int, int] = {}
-        used = set()
-        for _, _, i, j in sorted(pairs):
-            if i not in matched and j not in used:
-                matched[i] = j
-                used.add(j)
-        return matched
+    def new_shot(self) -> None:
+        """A cut: end every track; the next faces get new ids (ids keep counting up)."""
+        self.tracks = []
+        self.shot += 1
+
+    def _cost(self, b: tuple[int, int, int, int], tr: _Track, t: float) -> float:
+        """Cost of pairing face box ``b`` with track ``tr`` at time ``t``, or ``_NO`` if they cannot pair."""
+        gap = max(0.0, t - tr.last_t)
+        pb = tr.predicted(t)
+        iou = box_iou(b, pb)
+        side = max(pb[2], pb[3], b[2], b[3], 1)
+        d = math.hypot(b[0] + b[2] / 2 - pb[0] - pb[2] / 2, b[1] + b[3] / 2 - pb[1] - pb[3] / 2) / side
+        ratio = max(b[2], 1) / max(pb[2], 1)
+        lost = gap > 0.25  # missing for a while: the face may come back a little elsewhere
+        size_ok = (0.5 < ratio < 2.0) if lost else (0.6 < ratio < 1.67)
+        gate = self.center_threshold + min(0.5 * gap, 0.9)
+        if iou < self.iou_threshold and not (d < gate and size_ok):
+            return _NO
+        return (1.0 - iou) + 0.5 * d + abs(math.log(ratio)) + 0.1 * gap
+
+    def _match(self, boxes: list[tuple[int, int, int, int]], t: float) -> dict[int, int]:
+        if not boxes or not self.tracks:
+            return {}
+        cost = np.array([[self._cost(b, tr, t) for tr in self.tracks] for b in boxes])
+        rows, cols = linear_sum_assignment(cost)
+        return {int(i): int(j) for i, j in zip(rows, cols) if cost[i, j] < _NO}
 
     def update(self, faces: Sequence[Face], t: float) -> list[TrackedFace]:
         """Assign the faces of the frame at time ``t`` (seconds) to tracks; returns them in the input order."""
@@ -121,7 +169,7 @@ class FaceTracker:
             self.classes = tuple(faces[0].probs)
         classes = self.classes or EMOTIONS
         boxes = [tuple(int(v) for v in f.box) for f in faces]
-        matched = self._match(boxes)
+        matched = self._match(boxes, t)
         out: list[TrackedFace] = []
         seen = set()
         for i, f in enumerate(faces):
@@ -135,17 +183,39 @@ class FaceTracker:
             else:
                 tr = self.tracks[j]
                 self._smooth(tr, p, t, first=False)
-                tr.box, tr.missing = boxes[i], 0
-            tr.last_t = t
+                self._move(tr, boxes[i], t)
+            tr.last_t, tr.missing = t, 0
             seen.add(tr.track_id)
             sm = {c: float(v) for c, v in zip(classes, tr.state)}
-            out.append(TrackedFace(tr.track_id, boxes[i], float(f.score), dict(f.probs), sm,
-                                   classes[int(np.argmax(tr.state))]))
+            out.append(TrackedFace(tr.track_id, boxes[i], float(f.score), dict(f.probs), sm, classes[tr.label],
+                                   self.shot))
         for tr in self.tracks:
             if tr.track_id not in seen:
                 tr.missing += 1
-        self.tracks = [tr for tr in self.tracks if tr.missing <= self.max_missing]
+        self.tracks = [tr for tr in self.tracks if self._alive(tr, t)]
         return out
 
+    def _alive(self, tr: _Track, t: float) -> bool:
+        if self.max_missing is not None and tr.missing > self.max_missing:
+            return False
+        return t - tr.last_t <= self.max_gap
+
+    @staticmethod
+    def _move(tr: _Track, box: tuple[int, int, int, int], t: float) -> None:
+        """New box; the velocity is a running average of the centre's motion (reset after a long gap)."""
+        dt = t - tr.last_t
+        if dt > 0:
+            vx = (box[0] + box[2] / 2 - tr.box[0] - tr.box[2] / 2) / dt
+            vy = (box[1] + box[3] / 2 - tr.box[1] - tr.box[3] / 2) / dt
+            keep = 0.5 if dt < 0.3 else 0.0
+            tr.velocity = (keep * tr.velocity[0] + (1 - keep) * vx, keep * tr.velocity[1] + (1 - keep) * vy)
+        tr.box = box
+
     def _smooth(self, tr: _Track, p: np.ndarray, t: float, first: bool) -> None:
+        if self.smoothing == "hmm":
+            if tr.hmm is None:
+                tr.hmm = CausalHmm(self.hmm, len(p))
+            tr.state, tr.label = tr.hmm.update(p, t)
+            return
         tr.state = smooth_step(self.smoothing, self.time_constant, tr.state, tr.votes, p, t, tr.last_t, first)
+        tr.label = int(np.argmax(tr.state))
