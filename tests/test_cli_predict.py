@@ -72,6 +72,7 @@ def test_csv_and_glob(pictures, capsys):
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["path"].split("/")[-1] for r in rows] == ["blank.png", "two.png", "two.png"]
     assert rows[0]["error"] == "no face"
+    assert [r["face"] for r in rows] == ["", "1", "2"]  # faces shown to people are numbered from 1
     assert sum(float(rows[1][c]) for c in EMOTIONS) == pytest.approx(1, abs=1e-3)
 
 
@@ -93,3 +94,37 @@ def test_nothing_readable_is_an_error(pictures, tmp_path, capsys):
     assert "none of the 1 input(s) could be read" in capsys.readouterr().err
     assert main(["predict"]) == 2
     assert "--example" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch", "0"], "--batch: must be 1 or more, got 0"),
+    (["--batch", "-1"], "--batch: must be 1 or more, got -1"),
+    (["--margin", "-5"], "margin must be a number from 0 to 1"),
+    (["--margin", "inf"], "--margin: want a finite number"),
+    (["--detector", "magic"], "invalid choice: 'magic'"),
+    (["--backend", "tensorflow"], "invalid choice: 'tensorflow'"),
+    (["--tta", "more"], "invalid choice: 'more'"),
+])
+def test_bad_arguments_are_one_line_errors(args, message, capsys):
+    """Issue 25 item 7: --batch 0 and --margin -5 gave tracebacks, --batch -1 did nothing."""
+    try:
+        rc = main(["predict", "--example", *args])
+    except SystemExit as exc:  # argparse's own refusals
+        rc = exc.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_annotate_onto_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "picture.png"
+    target.write_bytes(b"x")
+    assert main(["predict", "--example", "--annotate", str(target)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert target.read_bytes() == b"x"
+
+
+def test_empty_path_is_not_the_current_folder(capsys):
+    """Issue 25 item 7: an empty path said "is a folder" (it was read as '.')."""
+    assert main(["predict", ""]) == 2
+    assert "empty path" in capsys.readouterr().out

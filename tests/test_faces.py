@@ -8,6 +8,7 @@ import pytest
 from skimage import data
 
 from emoscope.faces import (
+    MAX_TILES,
     BlazeFaceDetector,
     Detection,
     FaceDetector,
@@ -108,6 +109,17 @@ def test_tile_layout_covers_the_picture(blaze):
     assert {side for *_, side in blaze.tiles(4000, 3000)} == {512, 1024}  # a coarser level for mid-size faces
     with pytest.raises(ValueError, match="tile_side"):
         BlazeFaceDetector(tile_side=10)
+
+
+def test_tile_count_is_bounded(blaze):
+    """Issue 25 item 3: an 8 x 2,000,000 strip was searched in 10,413 tiles (70 s)."""
+    assert len(blaze.tiles(4000, 3000)) == 108  # a 12 MP photo keeps its 512-px tiles
+    for w, h in [(8660, 5773), (2_000_000, 8), (100_000, 5000), (30_000, 30_000)]:
+        tiles = blaze.tiles(w, h)
+        assert 0 < len(tiles) <= MAX_TILES
+        assert min(side for *_, side in tiles) > 512  # it starts coarser instead
+    assert BlazeFaceDetector(tile_side=None).tiles(8660, 5773) == []
+    assert BlazeFaceDetector(max_tiles=0).tiles(1920, 1080) == []
 
 
 def test_tiles_add_no_false_faces(bgr, blaze):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from emoscope.datasets.images import MAX_PIXELS, ImageReadError
+from emoscope.errors import InvalidArgumentError
 from emoscope.export import export_onnx, quantize_int8, read_onnx_metadata
+from emoscope.imaging import MAX_PIXELS, ImageReadError, ImageShapeError
 from emoscope.labels import EMOTIONS
 from emoscope.recognizer import Face, Recognizer, load_image, read_image
 from emoscope.weights import default_weights_path
@@ -257,10 +259,54 @@ def test_bad_arrays_and_types():
         load_image(np.zeros((4, 4, 3), np.uint8), color="hsv")
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="backend"):
-        Recognizer(backend="tensorflow")
-    with pytest.raises(ValueError, match="tta"):
-        Recognizer(backend="torch", tta="more")
-    with pytest.raises(ValueError, match="unknown face detector"):
-        Recognizer(backend="torch", detector="magic")
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"backend": "tensorflow"}, "backend must be one of auto, torch"),
+    ({"tta": "more"}, "tta must be one of none, flip, crops"),
+    ({"detector": "magic"}, "unknown face detector 'magic'"),
+    ({"detector": 3}, "detector must be a name"),
+    ({"margin": -1}, "margin must be a number from 0 to 1"),
+    ({"margin": float("nan")}, "margin must be a number"),
+    ({"batch_size": 0}, "batch_size must be a whole number of at least 1"),
+    ({"batch_size": 2.5}, "batch_size must be a whole number"),
+    ({"threads": 0}, "threads must be a whole number"),
+    ({"min_face": -3}, "min_face must be"),
+    ({"color": "hsv"}, "color must be 'bgr' or 'rgb'"),
+])
+def test_bad_arguments_fail_early_and_clearly(kwargs, message, monkeypatch):
+    """Issue 25 item 7: Recognizer(margin=-1) and Recognizer(batch_size=0) failed late with raw errors."""
+    def no_loading(*a, **k):
+        raise AssertionError("options must be checked before the model loads")
+
+    monkeypatch.setattr(Recognizer, "_load_backend", staticmethod(no_loading))
+    with pytest.raises(InvalidArgumentError, match=message):
+        Recognizer(**kwargs)
+
+
+def test_classify_reads_float_crops_like_predict_does(rec, bgr):
+    """Issue 25 item 6: float crops in [0, 1] were scored as if they were 0-255."""
+    crops = np.stack([cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (48, 48))] * 2)
+    ref = rec.classify(crops)
+    assert np.allclose(rec.classify(crops.astype(np.float32) / 255.0), ref, atol=0.02)
+    assert np.allclose(rec.classify(crops.astype(np.float64)), ref, atol=1e-5)
+    assert np.allclose(rec.classify(crops.astype(np.uint16) * 257), ref, atol=1e-5)
+    with pytest.raises(ImageShapeError, match="no pixels"):
+        rec.classify(np.zeros((3, 0, 0), np.uint8))
+    with pytest.raises(ImageShapeError, match="N x H x W"):
+        rec.classify(np.zeros((2, 48, 48, 3), np.uint8))
+
+
+def test_extreme_strips_are_refused_at_once(rec):
+    """Issue 25 item 3: predict on an 8 x 2,000,000 array took 70 s; now a clear refusal."""
+    strip = np.zeros((8, 2_000_000), np.uint8)
+    t0 = time.perf_counter()
+    with pytest.raises(ImageShapeError, match="strip of 250000:1"):
+        rec.predict(strip)
+    with pytest.raises(ImageShapeError, match="strip"):
+        rec.predict_arrays([np.zeros((2_073_600, 1, 3), np.uint8)])
+    assert time.perf_counter() - t0 < 2
+    assert rec.predict(np.zeros((20, 400, 3), np.uint8)) == []  # 20:1 is still read
+
+
+def test_empty_path_is_a_clear_error(rec):
+    with pytest.raises(ImageReadError, match="empty path"):
+        rec.predict("")

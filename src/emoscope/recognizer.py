@@ -4,11 +4,18 @@
     >>> rec = Recognizer()                      # shipped FER-2013 model, BlazeFace detector
     >>> faces = rec.predict("photo.jpg")        # [Face(box=(x, y, w, h), label='happy', probs={...}), ...]
 
-Pictures can be a path, a numpy array or a PIL image. **Channel order**: numpy colour arrays are taken as
-OpenCV's BGR unless ``color="rgb"`` is passed (``predict(img, color="rgb")``, or ``Recognizer(color="rgb")``);
-2-D arrays are gray; 4-channel arrays are BGRA/RGBA. PIL images and files carry their own mode, so ``color``
-does not apply to them. Files are decoded with Pillow (EXIF rotation applied, truncation detected) and OpenCV
-as a fallback; every problem raises :class:`~emoscope.datasets.images.ImageReadError` with the reason.
+Pictures can be a path, picture bytes, a numpy array or a PIL image, read by :mod:`emoscope.imaging` (one
+decoder for everything). **Channel order**: numpy colour arrays are taken as OpenCV's BGR unless
+``color="rgb"`` is passed (``predict(img, color="rgb")``, or ``Recognizer(color="rgb")``); 2-D arrays are
+gray; 4-channel arrays are BGRA/RGBA. Files, bytes and PIL images carry their own mode, so ``color`` does not
+apply to them. Every problem raises :class:`~emoscope.imaging.ImageReadError` with the reason. Float arrays and
+float crops (:meth:`Recognizer.classify`) follow one rule: values up to 1 are read as 0-1, else as 0-255
+(:func:`~emoscope.imaging.to_uint8`).
+
+**Limits.** Pictures more elongated than 20:1 (:data:`~emoscope.imaging.MAX_ASPECT`) are refused: no face fits
+such a strip, and searching it took minutes (an 8 x 2,000,000 array: 70 s). Big pictures are searched in at
+most :data:`~emoscope.faces.MAX_TILES` tiles. Every option is checked once, by :func:`check_options`, before
+anything loads; a bad value raises :class:`~emoscope.errors.InvalidArgumentError` naming it.
 
 Backends: ``"torch"`` (the .pt checkpoint), ``"onnx"`` (ONNX Runtime fp32), ``"onnx-int8"`` (the quantised file,
 if one was kept) and ``"auto"``: ONNX Runtime when it is installed and an up-to-date .onnx of the weights exists
@@ -18,6 +25,7 @@ if one was kept) and ``"auto"``: ONNX Runtime when it is installed and an up-to-
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +34,78 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import InvalidArgumentError
 from .evaluation import TTA_MODES, predict_proba
 from .export import file_sha256, read_onnx_metadata
-from .faces import Detection, FaceDetector, crop_faces, default_margin, detect_many, get_detector
-from .imaging import center_square, load_image, read_image, to_gray
+from .faces import DETECTORS, Detection, FaceDetector, crop_faces, default_margin, detect_many, get_detector
+from .imaging import (
+    MAX_ASPECT,
+    ImageShapeError,
+    center_square,
+    check_color,
+    check_size,
+    from_array,
+    load_image,
+    read_image,
+    to_gray,
+    to_uint8,
+)
 from .models.checkpoint import load_model
 from .preprocess import MEAN, STD
 
-__all__ = ["BACKENDS", "Face", "Recognizer", "load_image", "read_image"]
+__all__ = ["BACKENDS", "DETECTOR_CHOICES", "MAX_MARGIN", "TTA_MODES", "Face", "Recognizer", "check_options",
+           "load_image", "read_image"]
 
+#: Model backends (see the module doc).
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+#: Detector names a Recognizer takes: the face detectors, and ``"none"`` (the whole picture is the face).
+DETECTOR_CHOICES = (*DETECTORS, "none")
+#: The largest crop margin (fraction of the face box's side added on each side): beyond it the face is a
+#: small part of its crop, nothing like the training faces.
+MAX_MARGIN = 1.0
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_options(
+    backend: str = "auto",
+    detector: str | FaceDetector | None = "auto",
+    tta: str = "none",
+    margin: float | None = None,
+    color: str = "bgr",
+    batch_size: int = 64,
+    threads: int | None = None,
+    min_face: int = 12,
+) -> None:
+    """Check a :class:`Recognizer`'s options before anything loads; raise :class:`InvalidArgumentError`
+    naming the first bad one. The one validation path for the library and the CLI (``cli/options.py``)."""
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if isinstance(detector, str):
+        if detector.lower() not in DETECTOR_CHOICES:
+            raise InvalidArgumentError(f"unknown face detector {detector!r}; choose one of "
+                                       f"{', '.join(DETECTOR_CHOICES)}")
+    elif detector is not None and not callable(getattr(detector, "detect", None)):
+        raise InvalidArgumentError(f"detector must be a name or have .detect(image), got {type(detector).__name__}")
+    if tta not in TTA_MODES:
+        raise InvalidArgumentError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    if margin is not None and not (_is_real(margin) and 0 <= margin <= MAX_MARGIN):
+        raise InvalidArgumentError(f"margin must be a number from 0 to {MAX_MARGIN:g} (a fraction of the face box "
+                                   f"side added on each side), got {margin!r}")
+    check_color(color)
+    if not (_is_int(batch_size) and batch_size >= 1):
+        raise InvalidArgumentError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    if threads is not None and not (_is_int(threads) and threads >= 1):
+        raise InvalidArgumentError(f"threads must be a whole number of at least 1 (or None: all cores), "
+                                   f"got {threads!r}")
+    if not (_is_real(min_face) and min_face >= 0):
+        raise InvalidArgumentError(f"min_face must be a number of pixels, at least 0, got {min_face!r}")
 
 
 @dataclass
@@ -156,15 +226,13 @@ class Recognizer:
         threads: int | None = None,
         min_face: int = 12,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if tta not in TTA_MODES:
-            raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+        check_options(backend, detector, tta, margin, color, batch_size, threads, min_face)
         self.backend = self._load_backend(weights, backend, threads)
         self.classes: tuple[str, ...] = tuple(self.backend.meta["classes"])
         self.input_size = int(self.backend.meta["input_size"])
         self.in_chans = int(self.backend.meta["in_chans"])
-        self.detector = None if detector is None or detector == "none" else get_detector(detector)
+        none = detector is None or (isinstance(detector, str) and detector.lower() == "none")
+        self.detector = None if none else get_detector(detector)
         dname = "none" if self.detector is None else getattr(self.detector, "name", "")
         self.margin = margin if margin is not None else default_margin(dname)
         self.tta, self.color, self.batch_size, self.min_face = tta, color, batch_size, min_face
@@ -205,16 +273,19 @@ class Recognizer:
 
     # -- classification -------------------------------------------------------------------------------------
     def classify(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 N x H x W face crops (48 x 48 for the shipped model) -> N x classes float32 probabilities."""
+        """Gray N x H x W face crops (48 x 48 for the shipped model; one H x W crop is N = 1) -> N x classes
+        float32 probabilities. Values follow :func:`~emoscope.imaging.to_uint8`, as pictures given to
+        :meth:`predict` do: uint8 as is, floats up to 1 as 0-1 (scaled by 255), other floats as 0-255."""
         crops = np.asarray(crops)
         if crops.ndim == 2:
             crops = crops[None]
         if crops.ndim != 3:
-            raise ValueError(f"crops must be N x H x W gray, got shape {crops.shape}")
-        if crops.dtype != np.uint8:
-            crops = np.clip(crops, 0, 255).astype(np.uint8)
+            raise ImageShapeError(f"crops must be N x H x W gray, got shape {crops.shape}")
         if not len(crops):
             return np.zeros((0, len(self.classes)), np.float32)
+        if min(crops.shape[1:]) < 1:
+            raise ImageShapeError(f"crops of shape {crops.shape} have no pixels")
+        crops = to_uint8(crops)
         if isinstance(self.backend, _OnnxBackend) and self.tta == "none" and crops.shape[1:] == (self.input_size,) * 2:
             return self.backend.proba_uint8(crops, self.batch_size)
         return predict_proba(self.backend, crops, batch_size=self.batch_size, tta=self.tta,
@@ -243,6 +314,17 @@ class Recognizer:
             return np.stack([center_square(to_gray(image), self.input_size)])
         return crop_faces(image, dets, self.input_size, self.margin)
 
+    @staticmethod
+    def check(array: np.ndarray) -> np.ndarray:
+        """A loaded picture as uint8 gray or BGR (other dtypes and BGRA converted by
+        :func:`~emoscope.imaging.from_array`), or :class:`~emoscope.imaging.ImageShapeError` when it is not a
+        picture or is more elongated than :data:`~emoscope.imaging.MAX_ASPECT` (the time budget per picture)."""
+        a = np.asarray(array)
+        if not (a.dtype == np.uint8 and (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3))):
+            a = from_array(a, "bgr")
+        check_size(a.shape[1], a.shape[0], None, MAX_ASPECT)
+        return a
+
     def predict(self, image: Any, color: str | None = None) -> list[Face]:
         """Faces in one picture (path, numpy array, PIL image), left to right; [] when there is none."""
         return self.predict_many([image], color=color)[0]
@@ -250,12 +332,14 @@ class Recognizer:
     def predict_many(self, images: Iterable[Any], color: str | None = None) -> list[list[Face]]:
         """Faces of several pictures; detection is batched where the detector allows, and all faces of all
         pictures go through the classifier together."""
-        arrays = [load_image(im, color or self.color) for im in images]
+        order = check_color(color) if color is not None else self.color
+        arrays = [load_image(im, order) for im in images]
         return self.predict_arrays(arrays)
 
     def predict_arrays(self, arrays: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Like :meth:`predict_many` for already loaded uint8 gray/BGR arrays (the video path)."""
-        dets = self._detect_many(list(arrays))
+        """Like :meth:`predict_many` for already loaded gray/BGR arrays (the video path; see :meth:`check`)."""
+        arrays = [self.check(a) for a in arrays]
+        dets = self._detect_many(arrays)
         crops = [self._crops(im, ds) for im, ds in zip(arrays, dets) if ds]
         probs = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.classes)), np.float32)
         out, k = [], 0

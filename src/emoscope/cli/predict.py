@@ -16,20 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from . import UserError
+from .options import add_recognizer_options, positive_int, recognizer_from_args
 
 EXAMPLE = "astronaut (skimage.data)"
 
 
 def expand_inputs(items: list[str], recursive: bool = True) -> tuple[list[str], list[tuple[str, str]], bool]:
     """Paths to try, inputs that failed already (missing, empty folder/glob), and whether any was a folder/glob."""
-    from ..datasets.images import IMAGE_EXTENSIONS
+    from ..imaging import IMAGE_EXTENSIONS
 
     files: list[str] = []
     failures: list[tuple[str, str]] = []
     many = False
     for item in items:
         p = Path(item)
-        if p.is_dir():
+        if not item.strip():
+            failures.append((item, "empty path: give an image file, folder or glob"))
+        elif p.is_dir():
             many = True
             it = p.rglob("*") if recursive else p.iterdir()
             found = sorted(str(q) for q in it if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
@@ -63,12 +66,27 @@ def _annotated_name(path: str, used: set[str]) -> str:
     return name
 
 
+def _annotate_dir(path: str | None) -> Path | None:
+    """The ``--annotate`` folder, made if missing; a clear error when it is a file or cannot be made."""
+    if path is None:
+        return None
+    if not path.strip():
+        raise UserError("--annotate needs a folder name")
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--annotate {path}: is a file, not a folder; give a folder for the annotated pictures")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--annotate {path}: cannot make the folder ({exc.strerror})") from None
+    return out
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..annotate import draw_faces, draw_message
-    from ..datasets.images import ImageReadError
-    from ..recognizer import Recognizer, load_image
+    from ..imaging import ImageReadError, load_image
 
     if not args.paths and not args.example:
         raise UserError("give one or more image files, folders or globs, or --example")
@@ -78,15 +96,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from ..samples import astronaut_bgr
 
         inputs.insert(0, (EXAMPLE, astronaut_bgr()))
-    detector = None if args.no_detect else args.detector
-    try:
-        rec = Recognizer(weights=args.weights, detector=detector, backend=args.backend, tta=args.tta,
-                         margin=args.margin)
-    except (ValueError, ImportError) as exc:
-        raise UserError(str(exc)) from None
-    out_dir = Path(args.annotate) if args.annotate else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _annotate_dir(args.annotate)
+    rec = recognizer_from_args(args)
     used_names: set[str] = set()
 
     results: list[dict[str, Any]] = [{"path": p, "faces": [], "error": e} for p, e in failures]
@@ -113,7 +124,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 target = out_dir / _annotated_name("astronaut.png" if name == EXAMPLE else name, used_names)
                 import cv2
 
-                cv2.imwrite(str(target), ann)
+                if not cv2.imwrite(str(target), ann):
+                    raise UserError(f"--annotate: could not write {target}")
                 entry["annotated"] = str(target)
             results.append(entry)
         bar.update(len(chunk))
@@ -154,7 +166,7 @@ def _write_csv(results: list[dict[str, Any]], classes: tuple[str, ...]) -> None:
     for r in results:
         if r["error"] or not r["faces"]:
             w.writerow([r["path"], "", "", "", "", "", "", "", *[""] * len(classes), r["error"] or "no face"])
-        for i, f in enumerate(r["faces"]):
+        for i, f in enumerate(r["faces"], start=1):  # faces shown to people are numbered from 1
             w.writerow([r["path"], i, *f.box, f"{f.score:.3f}", f.label, *[f"{f.probs[c]:.4f}" for c in classes], ""])
 
 
@@ -201,15 +213,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     fmt.add_argument("--csv", action="store_true", help="print CSV rows (one per face) instead of a table")
     p.add_argument("--annotate", metavar="OUTDIR", help="write each picture with boxes, labels and bars here")
-    p.add_argument("--no-detect", action="store_true", help="pictures are face crops already: classify them whole")
-    p.add_argument("--detector", default="auto",
-                   help="auto (default; big pictures are also searched in tiles for small faces), "
-                        "blazeface-fast (no tiles), blazeface-short or haar")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
-    p.add_argument("--weights",
-                   help="a .pt checkpoint, an exported .onnx, or a shipped model: default, fast (default: default)")
-    p.add_argument("--tta", default="none", choices=["none", "flip", "crops"], help="test-time augmentation")
-    p.add_argument("--margin", type=float, help="face crop margin, fraction of the box side (default per detector)")
-    p.add_argument("--batch", type=int, default=16, help="pictures decoded and classified together")
+    add_recognizer_options(p, no_detect=True)
+    p.add_argument("--batch", type=positive_int, default=16, metavar="N",
+                   help="pictures decoded and recognised together (default 16)")
     p.add_argument("--no-recursive", action="store_true", help="do not search sub-folders")
     p.set_defaults(func=cmd_predict)
