@@ -13,7 +13,7 @@ import sys
 from ..errors import EmoscopeError
 
 #: Sub-command modules, in the order they are listed in ``emoscope --help``.
-COMMAND_MODULES = ["data", "train", "evaluate", "predict", "video", "research", "mood", "serve"]
+COMMAND_MODULES = ["data", "train", "evaluate", "predict", "video", "batch", "research", "mood", "serve"]
 
 
 class UserError(EmoscopeError):
