@@ -74,6 +74,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         shots = ShotDetector(threshold=args.cut_threshold) if args.cuts else False
         source = open_source(args.source, fps=args.fps)
     except (VideoSourceError, ValueError) as exc:
+        _empty_outputs(args, rec.classes)
         raise UserError(str(exc)) from None
     capture = None
     if args.capture_when:
@@ -96,6 +97,19 @@ def cmd_video(args: argparse.Namespace) -> int:
     if report.frames == 0:
         raise UserError(f"{report.source}: no readable frame")
     return 0
+
+
+def _empty_outputs(args: argparse.Namespace, classes: tuple[str, ...]) -> None:
+    """A file with nothing to read (no video stream, say) still leaves a valid header-only CSV and an empty
+    summary; a missing file, webcam or stream gets only the error."""
+    from ..video import CsvLog, EmotionSummary
+
+    if not Path(args.source).is_file():
+        return
+    if args.csv:
+        CsvLog(args.csv, classes).close()
+    if not args.json and not args.quiet:
+        print(EmotionSummary(classes).format())
 
 
 def _print_report(args: argparse.Namespace, report, rec, capture) -> None:
@@ -142,10 +156,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="hmm (default): a label changes only once another emotion has clearly led for a while; "
                         "files get the best path over the whole track (Viterbi), webcams a causal filter with "
                         "hysteresis. ema/vote: moving average / majority over --time-constant seconds")
-    g.add_argument("--switch-rate", type=float, default=0.05, metavar="PER_S",
-                   help="hmm: expected emotion changes per second; lower holds labels longer (default 0.05)")
-    g.add_argument("--evidence", type=float, default=0.5, metavar="S",
-                   help="hmm: seconds of video that count as one independent look at the face (default 0.5)")
+    g.add_argument("--switch-rate", type=float, default=0.02, metavar="PER_S",
+                   help="hmm: expected emotion changes per second; lower holds labels longer (default 0.02)")
+    g.add_argument("--evidence", type=float, default=0.3, metavar="S",
+                   help="hmm: seconds of video that count as one independent look at the face (default 0.3)")
     g.add_argument("--hysteresis", type=float, default=0.3, metavar="P",
                    help="hmm on webcams/streams: lead in probability a new emotion needs over the shown one "
                         "(default 0.3)")

@@ -35,8 +35,8 @@ class HmmParams:
     filtered probability needs over the shown label's before the label changes.
     """
 
-    switch_rate: float = 0.05
-    evidence_s: float = 0.5
+    switch_rate: float = 0.02
+    evidence_s: float = 0.3
     hysteresis: float = 0.3
 
     def __post_init__(self) -> None:
