@@ -71,6 +71,7 @@ class BatchOptions:
     weights: str | None = None
     detector: str | None = "auto"
     backend: str = "auto"
+    tta: str = "none"
     margin: float | None = None
     every: int | None = None
     fps: float | None = None
@@ -78,6 +79,12 @@ class BatchOptions:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        from .recognizer import check_options
+
+        if isinstance(self.detector, str) and self.detector.lower() == "none":
+            object.__setattr__(self, "detector", None)  # one spelling, so a resume compares equal
+        check_options(backend=self.backend, detector=self.detector, tta=self.tta, margin=self.margin,
+                      threads=self.threads)  # the recognizer's one validation path, before any model loads
         if self.every is not None and self.fps is not None:
             raise BatchError("give --every or --fps, not both")
         if self.every is not None and self.every < 1:
@@ -86,10 +93,6 @@ class BatchOptions:
             raise BatchError(f"--fps must be a number of frames per second above 0, not {self.fps}")
         if self.max_frames is not None and self.max_frames < 1:
             raise BatchError(f"--max-frames must be >= 1, not {self.max_frames}")
-        if self.margin is not None and not 0 <= self.margin <= 2:
-            raise BatchError(f"--margin must be between 0 and 2 (a fraction of the face box), not {self.margin}")
-        if self.threads is not None and self.threads < 1:
-            raise BatchError(f"threads must be >= 1, not {self.threads}")
 
     def recorded(self) -> dict[str, Any]:
         """The settings that change the output (threads do not)."""
@@ -100,8 +103,8 @@ class BatchOptions:
     def make_recognizer(self):  # -> Recognizer
         from .recognizer import Recognizer
 
-        return Recognizer(weights=self.weights, detector=self.detector, backend=self.backend, margin=self.margin,
-                          threads=self.threads)
+        return Recognizer(weights=self.weights, detector=self.detector, backend=self.backend, tta=self.tta,
+                          margin=self.margin, threads=self.threads)
 
 
 # ------------------------------------------------------------------------------------------------ schema

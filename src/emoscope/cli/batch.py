@@ -10,14 +10,16 @@ import argparse
 import sys
 
 from . import UserError
+from .options import add_recognizer_options, finite_float, positive_int, recognizer_kwargs
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..batch import BatchOptions, run_batch
 
-    detector = None if args.no_detect else args.detector
-    options = BatchOptions(weights=args.weights, detector=detector, backend=args.backend, margin=args.margin,
-                           every=args.every, fps=args.fps, max_frames=args.max_frames, threads=args.threads)
+    kw = recognizer_kwargs(args)
+    options = BatchOptions(weights=kw["weights"], detector=kw["detector"], backend=kw["backend"],
+                           tta=kw.get("tta", "none"), margin=kw.get("margin"), every=args.every, fps=args.fps,
+                           max_frames=args.max_frames, threads=kw.get("threads"))
     try:
         report = run_batch(args.sources, args.out, options, engine=args.engine, workers=args.workers,
                            address=args.address, chunk_size=args.chunk_size,
@@ -33,26 +35,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if report.processed and n_err == report.processed and not report.skipped:
         return 1  # nothing could be read at all
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
-    return v
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -71,20 +53,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process (default); ray: a Ray Data actor pool, one model load per worker")
     p.add_argument("--address", help="join this Ray cluster (e.g. ray://host:10001 or auto) instead of starting one")
-    p.add_argument("--workers", type=_positive_int, help="Ray workers (default: one per CPU of the cluster)")
+    p.add_argument("--workers", type=positive_int, help="Ray workers (default: one per CPU of the cluster)")
     sample = p.add_mutually_exclusive_group()
-    sample.add_argument("--every", type=_positive_int, metavar="N", help="analyse every N-th frame of videos")
-    sample.add_argument("--fps", type=_positive_float,
+    sample.add_argument("--every", type=positive_int, metavar="N", help="analyse every N-th frame of videos")
+    sample.add_argument("--fps", type=finite_float,
                         help="analyse this many frames per second of video (default: 1 per second)")
-    p.add_argument("--max-frames", type=_positive_int, dest="max_frames",
+    p.add_argument("--max-frames", type=positive_int, dest="max_frames",
                    help="analyse at most this many frames per video")
-    p.add_argument("--chunk-size", type=_positive_int, default=32, dest="chunk_size",
+    p.add_argument("--chunk-size", type=positive_int, default=32, dest="chunk_size",
                    help="photos per committed chunk (default 32; each video is a chunk of its own)")
-    p.add_argument("--no-detect", action="store_true", help="pictures are face crops already: classify them whole")
-    p.add_argument("--detector", default="auto", help="auto (default), blazeface-fast, blazeface-short or haar")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
-    p.add_argument("--weights", help="a .pt checkpoint, an exported .onnx, or a shipped model: default, fast")
-    p.add_argument("--margin", type=float, help="face crop margin, fraction of the box side (default per detector)")
-    p.add_argument("--threads", type=_positive_int, help="inference threads per worker (default: shared fairly)")
+    add_recognizer_options(p, no_detect=True, threads=True)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_batch)
