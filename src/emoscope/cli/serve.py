@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -41,26 +40,24 @@ def settings_from_args(args: argparse.Namespace):  # -> ServerSettings
     return s
 
 
-class _DenialLogFilter(logging.Filter):
-    """uvicorn's sans-I/O WebSocket protocol logs an error after a correct HTTP denial response (our 401/403
-    refusals of WebSocket handshakes); drop that one misleading line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "returned without completing handshake" not in record.getMessage()
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - only to say which extra is missing
     except ImportError:
         raise UserError("the web app needs its extra: pip install 'emoscope[web]'") from None
     from ..mood import MoodError, MoodStore
     from ..server import create_app
+    from ..server.serving import PortInUse, bind, serve
 
     s = settings_from_args(args)
+    try:  # the port first: a port in use must not leave a new database behind
+        sock = bind(s.host, s.port)
+    except PortInUse as exc:
+        raise UserError(str(exc)) from None
     try:
         store = MoodStore(s.db, s.retention_days)
     except MoodError as exc:
+        sock.close()
         raise UserError(str(exc)) from None
     app = create_app(s, store=store)
     shown = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
@@ -73,20 +70,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not app.state.docs_offline:
         print("note: the API docs page (/api/docs) loads Swagger UI from a CDN, so it stays blank offline; "
               "pip install 'emoscope[web]' (fastapi-offline) serves it from here", file=sys.stderr)  # fmt: skip
-    logging.getLogger("uvicorn.error").addFilter(_DenialLogFilter())
     try:
-        uvicorn.run(
-            app,
-            host=s.host,
-            port=s.port,
-            log_level=args.log_level,
-            ws_max_size=4 * s.ws_max_frame_bytes,
-            ssl_certfile=args.ssl_certfile,
-            ssl_keyfile=args.ssl_keyfile,
-            server_header=False,
-        )
+        serve(app, s, sock, log_level=args.log_level, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     finally:
         store.close()
+        sock.close()
     return 0
 
 

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..mood import MoodStore
+from .decoding import Decoder
 from .errors import CatchAll, install_error_handlers
 from .guards import Guard, KeyedBuckets
 from .inference import Inference
@@ -44,12 +45,14 @@ def create_app(
                   "and a mood log.", description=_DESCRIPTION, lifespan=_lifespan, openapi_url=f"{API}/openapi.json",
                   docs_url=None, redoc_url=None)  # fmt: skip
     buckets = KeyedBuckets(s.analyze_rate, s.analyze_burst) if s.analyze_rate else None
-    app.state.emoscope = ServerState(s, Inference(recognizer, s.max_batch), store, buckets)
+    decoder = Decoder(s.decode_budget_bytes, s.decode_workers)
+    app.state.emoscope = ServerState(s, Inference(recognizer, s.max_batch), decoder, store, buckets)
     install_error_handlers(app)
     include_all(app)
     app.add_middleware(CatchAll)  # innermost: answers unexpected errors without dropping the connection
     app.add_middleware(Guard, token=s.token, max_body=s.max_upload_bytes + MULTIPART_OVERHEAD,
-                       allowed_hosts=s.effective_hosts(), open_paths={f"{API}/openapi.json", "/api/docs"})  # fmt: skip
+                       allowed_hosts=s.effective_hosts(), open_paths={f"{API}/openapi.json", "/api/docs"},
+                       allowed_origins=s.cors_origins)  # fmt: skip
     if s.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

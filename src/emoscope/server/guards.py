@@ -19,7 +19,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 #: because browsers cannot set headers on WebSocket requests (and query strings end up in logs).
 WS_PROTOCOL = "emoscope"
 TOKEN_PROTOCOL_PREFIX = "token."
-_SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),  # no embedding of answers (images, JSON) by other sites
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
 
 def error_body(status: int, code: str, message: str, **extra: object) -> dict:
@@ -45,6 +50,40 @@ def _host_only(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+def _same_origin(origin: str, host: str) -> bool:
+    """True when ``origin`` (scheme://host[:port]) names this server as reached through the Host header."""
+    scheme, sep, rest = origin.strip().lower().partition("://")
+    if not sep or not rest or "/" in rest:
+        return False
+    default = _DEFAULT_PORTS.get(scheme)
+
+    def norm(netloc: str) -> str:
+        return netloc[: -len(default) - 1] if default and netloc.endswith(f":{default}") else netloc
+
+    return norm(rest) == norm(host.strip().lower())
+
+
+def cross_site_reason(headers: dict[str, str], allowed_origins: Iterable[str] = ()) -> str | None:
+    """Why a request comes from another web site (so must be refused), or None when it does not.
+
+    Browsers send ``Origin`` on every cross-origin fetch, form post and WebSocket, and ``Sec-Fetch-Site`` on
+    every request (also image and script loads, which carry no Origin). A request is same-site when its Origin
+    is this server's own (or one allowed with ``--cors-origin``), or, without an Origin, when Sec-Fetch-Site
+    is ``same-origin`` or ``none`` (typed address, bookmark) or absent (curl, scripts: not a browser).
+    "same-site" is refused too: another port on localhost is another program.
+    """
+    allowed = set(allowed_origins)
+    origin = headers.get("origin")
+    if origin is not None:
+        if "*" in allowed or origin in allowed or _same_origin(origin, headers.get("host", "")):
+            return None
+        return f"requests from the web page at {origin[:100]} are refused (only this server's own page may call it)"
+    site = headers.get("sec-fetch-site", "").strip().lower()
+    if site in ("cross-site", "same-site"):
+        return f"requests from another web site are refused (Sec-Fetch-Site: {site})"
+    return None
+
+
 class BodyTooLarge(Exception):
     """Raised by the guarded ``receive`` once a request body passes the cap."""
 
@@ -54,7 +93,7 @@ class BodyTooLarge(Exception):
 
 
 class Guard:
-    """ASGI middleware: Host allow-list (DNS-rebinding defence), token on /api/, body cap on /api/ requests."""
+    """ASGI middleware for /api/: Host allow-list (DNS-rebinding defence), cross-site refusal, token, body cap."""
 
     def __init__(
         self,
@@ -64,6 +103,7 @@ class Guard:
         allowed_hosts: Iterable[str] | None = None,
         api_prefix: str = "/api/",
         open_paths: Iterable[str] = (),
+        allowed_origins: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.token = token.encode() if token else None
@@ -71,6 +111,7 @@ class Guard:
         self.allowed_hosts = None if allowed_hosts is None else {h.lower().strip("[]") for h in allowed_hosts}
         self.api_prefix = api_prefix
         self.open_paths = set(open_paths)
+        self.allowed_origins = set(allowed_origins)
 
     def _headers(self, scope: Scope) -> dict[str, str]:
         return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -103,6 +144,10 @@ class Guard:
             return
         if not path.startswith(self.api_prefix) or path in self.open_paths:
             await self.app(scope, receive, self._with_headers(send) if scope["type"] == "http" else send)
+            return
+        why = cross_site_reason(headers, self.allowed_origins)
+        if why is not None:
+            await self._refuse(scope, receive, send, 403, "cross_site", f"{why}; see --cors-origin")
             return
         if not self.token_ok(headers):
             code = "missing_token" if not self._has_credentials(headers) else "bad_token"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
+from .decoding import Decoder
 from .guards import KeyedBuckets
 from .inference import Inference
 from .settings import ServerSettings
@@ -24,10 +25,12 @@ class ServerState:
 
     settings: ServerSettings
     inference: Inference
+    decoder: Decoder
     store: MoodStore | None = None
     photo_buckets: KeyedBuckets | None = None
     started: float = field(default_factory=time.time)
     streams: int = 0  # open WebSocket streams
+    photos: int = 0  # photo requests admitted and not yet answered (reading, decoding or analysing)
 
     @property
     def mood(self) -> MoodStore:

@@ -37,7 +37,7 @@ _BODY = {
 
 def face_json(face: Any, scale: float) -> dict[str, Any]:
     """A face as JSON, its box mapped back from the analysed size to the upload's size."""
-    d = face.to_dict()
+    d = face.to_json()
     d.pop("landmarks", None)
     if scale != 1.0:
         d["box"] = [round(v / scale) for v in d["box"]]
@@ -76,7 +76,7 @@ async def read_upload(request: Request, cap: int) -> bytes:
 
 
 def _admit(request: Request, app: ServerState) -> None:
-    """Rate cap per client, then the queue cap: refusals before a byte of the body is read."""
+    """Rate cap per client, then the cap on photos in flight: refusals before a byte of the body is read."""
     s = app.settings
     if app.photo_buckets is not None:
         wait = app.photo_buckets.take(request.client.host if request.client else "?")
@@ -84,7 +84,7 @@ def _admit(request: Request, app: ServerState) -> None:
             retry = {"Retry-After": str(max(1, math.ceil(wait)))}
             msg = f"more than {s.analyze_rate:g} photos per second"
             raise ApiError(429, "rate_limited", msg, headers=retry, retry_after=round(wait, 3))
-    if app.inference.pending >= s.max_pending:
+    if app.photos >= s.max_pending:
         raise ApiError(503, "busy", "too many photos waiting for analysis; retry shortly", headers={"Retry-After": "1"})
 
 
@@ -109,19 +109,30 @@ async def analyze(
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     app = state(request)
-    s = app.settings
     _admit(request, app)
-    data = await read_upload(request, s.max_upload_bytes)
-    bgr, mime = await run_in_threadpool(media.decode, data, s.max_pixels)
-    work, scale = media.fit(bgr, s.analyze_max_side)
+    app.photos += 1
     try:
-        faces = await app.inference.predict(work)
+        out = await _analyze(request, app, annotate, format, log)
+    finally:
+        app.photos -= 1
+    out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return out
+
+
+async def _analyze(request: Request, app: ServerState, annotate: bool, fmt: str, log: bool) -> dict[str, Any]:
+    """Read, decode (budgeted, already shrunk), analyse, log, annotate: one admitted photo."""
+    s = app.settings
+    data = await read_upload(request, s.max_upload_bytes)
+    d = await app.decoder.decode(data, max_pixels=s.max_pixels, max_side=s.analyze_max_side, max_aspect=s.max_aspect)
+    del data
+    try:
+        faces = await app.inference.predict(d.image)
     except Exception as exc:
-        raise ApiError(500, "inference_failed", f"analysis failed: {exc}") from exc
+        raise ApiError(500, "inference_failed", f"analysis failed ({type(exc).__name__})") from exc
     out: dict[str, Any] = {
-        "image": {"width": int(bgr.shape[1]), "height": int(bgr.shape[0]), "type": mime},
+        "image": {"width": d.width, "height": d.height, "type": d.mime},
         "classes": list(getattr(app.inference.recognizer, "classes", EMOTIONS)),
-        "faces": [face_json(f, scale) for f in faces],
+        "faces": [face_json(f, d.scale) for f in faces],
         "logged": 0,
     }
     if log and s.mood_log and faces:
@@ -129,6 +140,5 @@ async def analyze(
         ids = await run_in_threadpool(app.mood.add, [MoodRow(now, "photo", f.probs) for f in faces])
         out["logged"] = len(ids)
     if annotate:
-        out["annotated"] = await run_in_threadpool(lambda: media.encode_b64(draw_faces(work, faces), format))
-    out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        out["annotated"] = await run_in_threadpool(lambda: media.encode_b64(draw_faces(d.image, faces), fmt))
     return out

@@ -15,7 +15,9 @@ from ..state import API, state
 router = APIRouter()
 
 CaptureLimit = Annotated[int, Query(ge=1, le=200, description="at most this many, newest first")]
-CaptureId = Annotated[int, Path(description="the capture's id, as listed")]
+#: Ids are 64-bit database keys; a larger number is refused (422) before it reaches the database.
+MAX_ID = 2**63 - 1
+CaptureId = Annotated[int, Path(ge=1, le=MAX_ID, description="the capture's id, as listed")]
 
 
 @router.get("/captures", summary="Smile captures, newest first (no image bytes)", response_model=CapturesOut,

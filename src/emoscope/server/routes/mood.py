@@ -25,12 +25,26 @@ TzOffset = Annotated[int, Query(ge=-960, le=960, description="minutes east of UT
 MAX_BUCKETS = 20_000
 
 
+#: Times the mood routes accept: the database keeps milliseconds since 1970, and bucket arithmetic and
+#: ISO formatting need a year between 1 and 9999 on both sides of any time-zone offset.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def moment(value: str | None, name: str) -> datetime | None:
-    """A query's time, or None; 422 ``bad_time`` for text that is not a time."""
+    """A query's time, or None; 422 ``bad_time`` for text that is not a time or is out of range."""
     try:
-        return parse_time(value)
+        t = parse_time(value)
     except MoodError as exc:
-        raise ApiError(422, "bad_time", str(exc)) from None
+        raise ApiError(422, "bad_time", f"'{name}': {exc}") from None
+    except (ValueError, OverflowError, OSError):  # numbers datetime cannot hold (1e20, inf, 55 digits)
+        t = None
+        if value is not None:
+            raise ApiError(422, "bad_time", f"'{name}' is out of range: {str(value)[:40]!r}") from None
+    if t is not None and not EARLIEST <= t <= LATEST:
+        msg = f"'{name}' is out of range: use a time between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+        raise ApiError(422, "bad_time", msg)
+    return t
 
 
 def time_range(start: str | None, end: str | None, default_span: timedelta) -> tuple[datetime, datetime]:

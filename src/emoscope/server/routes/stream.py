@@ -5,18 +5,22 @@ Binary messages are JPEG/PNG/WebP frames; text messages are JSON config. One JSO
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...labels import EMOTIONS
 from .. import media
+from ..errors import log, storage_error
 from ..guards import WS_PROTOCOL, TokenBucket, error_body
 from ..state import API, ServerState, state
 from ..stream import StreamOptions, StreamState
@@ -28,13 +32,9 @@ MAX_CONTROL_CHARS = 4096
 
 @router.websocket("/stream")
 async def stream(ws: WebSocket) -> None:
-    """Admit the connection (origin, connection cap), then run its session until either side closes."""
+    """Admit the connection (the guard has checked host, origin and token), then run it until either side closes."""
     app = state(ws)
     s = app.settings
-    origin = ws.headers.get("origin")
-    if origin and not _origin_ok(origin, ws.headers.get("host", ""), s.cors_origins):
-        await _deny(ws, 403, "bad_origin", f"WebSocket from origin {origin} not allowed (see --cors-origin)")
-        return
     if app.streams >= s.ws_max_connections:
         await _deny(ws, 503, "too_many_streams", f"at most {s.ws_max_connections} live streams at once")
         return
@@ -45,12 +45,6 @@ async def stream(ws: WebSocket) -> None:
         return
     finally:
         app.streams -= 1
-
-
-def _origin_ok(origin: str, host: str, allowed: list[str]) -> bool:
-    if origin in allowed or "*" in allowed:
-        return True
-    return origin.split("://", 1)[-1].lower() == host.lower()
 
 
 async def _deny(ws: WebSocket, status: int, code: str, message: str) -> None:
@@ -77,7 +71,8 @@ class _Session:
         offered = ws.scope.get("subprotocols", [])
         await ws.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
         limits = {"max_frame_bytes": s.ws_max_frame_bytes, "max_frame_pixels": s.ws_max_frame_pixels,
-                  "max_fps": s.ws_max_fps}  # fmt: skip
+                  "max_fps": s.ws_max_fps, "max_aspect": s.max_aspect,
+                  "analysed_max_side": s.analyze_max_side}  # fmt: skip
         classes = list(getattr(self.app.inference.recognizer, "classes", EMOTIONS))
         await ws.send_json({"type": "hello", "session": self.session, "classes": classes, "limits": limits,
                             "options": asdict(self.state.options), "log_allowed": s.mood_log})  # fmt: skip
@@ -104,6 +99,9 @@ class _Session:
             if not isinstance(cfg, dict) or cfg.get("type") != "config":
                 raise ValueError('send {"type": "config", ...} as text; frames as binary')
             self.state.options.update(cfg, self.s.mood_log)
+        except RecursionError:
+            await self.error(422, "bad_message", "the message is nested too deeply; send a flat config object")
+            return
         except (ValueError, TypeError) as exc:
             await self.error(422, "bad_message", str(exc))
             return
@@ -126,18 +124,19 @@ class _Session:
             return True
         t_recv = time.perf_counter()
         try:
-            bgr, _ = await run_in_threadpool(media.decode, data, s.ws_max_frame_pixels, FRAME_TYPES, False)
+            d = await app.decoder.decode(data, max_pixels=s.ws_max_frame_pixels, max_side=s.analyze_max_side,
+                                         max_aspect=s.max_aspect, accept=FRAME_TYPES, exif=False)  # fmt: skip
         except media.MediaError as exc:
             await self.error(exc.status, exc.code, exc.message, seq=seq)
             return True
         try:
-            faces = await app.inference.predict(bgr)
+            faces = await app.inference.predict(d.image)
         except Exception as exc:
-            await self.error(500, "inference_failed", f"analysis failed: {exc}", seq=seq)
+            await self.error(500, "inference_failed", f"analysis failed ({type(exc).__name__})", seq=seq)
             return True
         tracked, rows, capture, progress = self.state.observe(faces, time.monotonic(), time.time())
-        logged = len(await run_in_threadpool(app.mood.add, rows)) if rows else 0
-        h, w = bgr.shape[:2]
+        logged = (await self.store(app.mood.add, rows, seq=seq) or 0) if rows else 0
+        h, w = d.image.shape[:2]  # boxes are in the analysed frame's pixels (frames over max_side are shrunk)
         await self.ws.send_json({
             "type": "faces", "seq": seq, "width": int(w), "height": int(h),
             "faces": [tf.to_dict() for tf in tracked],
@@ -148,9 +147,21 @@ class _Session:
         })  # fmt: skip
         if capture:
             mime = media.sniff(data) or "application/octet-stream"
-            cid = await run_in_threadpool(
-                app.mood.add_capture, data, w, h, len(tracked), session=self.session, mime=mime
-            )
-            await self.ws.send_json({"type": "capture", "capture": {"id": cid, "url": f"{API}/captures/{cid}",
-                                     "n_faces": len(tracked), "width": int(w), "height": int(h)}})  # fmt: skip
+            add = functools.partial(app.mood.add_capture, session=self.session, mime=mime)
+            cid = await self.store(add, data, d.width, d.height, len(tracked), seq=seq)
+            if cid is not None:
+                capture = {"id": cid, "url": f"{API}/captures/{cid}", "n_faces": len(tracked), "width": d.width,
+                           "height": d.height}  # fmt: skip
+                await self.ws.send_json({"type": "capture", "capture": capture})
         return True
+
+    async def store(self, fn: Callable[..., Any], *args: Any, seq: int) -> Any:
+        """Run a mood-store write; on a database failure (full disk: 507) tell the client and go on."""
+        try:
+            result = await run_in_threadpool(fn, *args)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("mood database error on the stream: %s", exc)
+            e = storage_error(exc)
+            await self.error(e.status, e.code, e.message, seq=seq)
+            return None
+        return len(result) if isinstance(result, list) else result

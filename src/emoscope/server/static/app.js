@@ -151,7 +151,7 @@ function faceView(n, f, probs) {
 }
 
 function faceCard(v) {
-  const card = el("div", { class: "face-card", tabindex: "0", "data-face": String(v.n) });
+  const card = el("div", { class: "face-card", role: "group", tabindex: "0", "data-face": String(v.n) });
   const sw = el("span", { class: "swatch" });
   card.append(el("h4", {}, sw, el("span", { class: "title" })), el("div", { class: "bars" }));
   updateCard(card, v);
@@ -201,6 +201,13 @@ function renderCards(box, views, emptyText) {
 const LABEL_FONT = "600 13px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 const measure = document.createElement("canvas").getContext("2d");
 
+/** Black or white, whichever contrasts more with the label colour `hex` (#rrggbb). */
+function inkFor(hex) {
+  const lin = (i) => { const c = parseInt(hex.slice(i, i + 2), 16) / 255; return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  const lum = 0.2126 * lin(1) + 0.7152 * lin(3) + 0.0722 * lin(5);
+  return lum > 0.179 ? "#000000" : "#ffffff"; // 0.179: where both give the same contrast ratio
+}
+
 function textWidth(text) {
   measure.font = LABEL_FONT;
   return measure.measureText(text).width;
@@ -244,6 +251,7 @@ function renderOverlay(layer, views, geom) {
     tag.setAttribute("fill", color);
     text.setAttribute("x", tx + 5);
     text.setAttribute("y", ty + 14.5);
+    text.style.fill = inkFor(color);
     text.textContent = label;
   }
 }
