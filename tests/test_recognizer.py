@@ -63,9 +63,11 @@ def test_predict_outputs(rec, bgr):
     faces = rec.predict(bgr)
     assert len(faces) == 1
     _check_face(faces[0], bgr.shape)
-    d = faces[0].to_dict()
+    d = faces[0].to_json()
     json.dumps(d)
     assert set(d) == {"box", "score", "label", "probs", "landmarks"} and len(d["landmarks"]) == 6
+    row = faces[0].to_dict()
+    assert list(row)[:7] == ["x", "y", "w", "h", "score", "label", "confidence"] and list(row)[7:] == list(EMOTIONS)
     assert rec.classes == EMOTIONS
 
 

@@ -27,14 +27,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import InvalidArgumentError
+from .errors import EmoscopeError, InvalidArgumentError
 from .evaluation import TTA_MODES, predict_proba
 from .export import file_sha256, read_onnx_metadata
 from .faces import DETECTORS, Detection, FaceDetector, crop_faces, default_margin, detect_many, get_detector
@@ -53,8 +53,8 @@ from .imaging import (
 from .models.checkpoint import load_model
 from .preprocess import MEAN, STD
 
-__all__ = ["BACKENDS", "DETECTOR_CHOICES", "MAX_MARGIN", "TTA_MODES", "Face", "Recognizer", "check_options",
-           "load_image", "read_image"]
+__all__ = ["BACKENDS", "DETECTOR_CHOICES", "MAX_MARGIN", "TTA_MODES", "Face", "MissingExtraError", "Recognizer",
+           "check_options", "load_image", "read_image", "to_frame"]
 
 #: Model backends (see the module doc).
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
@@ -108,30 +108,116 @@ def check_options(
         raise InvalidArgumentError(f"min_face must be a number of pixels, at least 0, got {min_face!r}")
 
 
-@dataclass
+def _round(v: float, digits: int) -> float:
+    return round(float(v), digits)
+
+
+@dataclass(frozen=True, eq=False)
 class Face:
-    """One face in a picture with its emotion probabilities."""
+    """One face in a picture with its emotion probabilities.
+
+    Faces compare equal when box, score, label, probabilities and landmarks are equal, and hash by value, so
+    they can go in sets and be dict keys. :meth:`to_dict` is one flat row (rounded numbers; what
+    :func:`to_frame` makes a table of); :meth:`to_json` is the nested form the web API and ``--json`` print.
+    """
 
     box: tuple[int, int, int, int]  # x, y, w, h in pixels of the input image
     score: float  # detector confidence (1.0 when no detector was used)
     probs: dict[str, float]  # emotion -> probability, canonical order, sums to 1
     label: str  # argmax of probs
-    landmarks: np.ndarray | None = None
+    landmarks: np.ndarray | None = field(default=None, repr=False)  # K x 2 float (x, y) points, or None
 
     @property
     def confidence(self) -> float:
         """Probability of the predicted label."""
         return self.probs[self.label]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (plain ints/floats/lists)."""
-        return {
-            "box": [int(v) for v in self.box],
-            "score": round(float(self.score), 4),
-            "label": self.label,
-            "probs": {k: round(float(v), 4) for k, v in self.probs.items()},
-            "landmarks": None if self.landmarks is None else np.round(self.landmarks, 1).tolist(),
-        }
+    def _key(self) -> tuple:
+        return (tuple(int(v) for v in self.box), float(self.score), self.label,
+                tuple((k, float(v)) for k, v in self.probs.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Face):
+            return NotImplemented
+        if self._key() != other._key():
+            return False
+        if self.landmarks is None or other.landmarks is None:
+            return self.landmarks is None and other.landmarks is None
+        return bool(np.array_equal(np.asarray(self.landmarks), np.asarray(other.landmarks)))
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def to_dict(self, digits: int = 4, landmarks: bool = False) -> dict[str, Any]:
+        """One flat row: ``x, y, w, h, score, label, confidence`` and one column per emotion (probabilities
+        rounded to ``digits``); with ``landmarks=True`` also ``landmark1_x, landmark1_y, ...`` (0.1 px)."""
+        x, y, w, h = (int(v) for v in self.box)
+        row: dict[str, Any] = {"x": x, "y": y, "w": w, "h": h, "score": _round(self.score, digits),
+                               "label": self.label, "confidence": _round(self.confidence, digits)}
+        row.update({k: _round(v, digits) for k, v in self.probs.items()})
+        if landmarks and self.landmarks is not None:
+            for i, (lx, ly) in enumerate(np.asarray(self.landmarks, np.float64), start=1):
+                row[f"landmark{i}_x"], row[f"landmark{i}_y"] = round(float(lx), 1), round(float(ly), 1)
+        return row
+
+    def to_json(self, digits: int = 4) -> dict[str, Any]:
+        """The nested JSON form: ``box`` [x, y, w, h], ``score``, ``label``, ``probs`` {emotion: p} and
+        ``landmarks`` [[x, y], ...] (0.1 px) or null."""
+        lm = None if self.landmarks is None else [[round(float(a), 1), round(float(b), 1)]
+                                                  for a, b in np.asarray(self.landmarks, np.float64)]
+        return {"box": [int(v) for v in self.box], "score": _round(self.score, digits), "label": self.label,
+                "probs": {k: _round(v, digits) for k, v in self.probs.items()}, "landmarks": lm}
+
+
+class MissingExtraError(EmoscopeError, ImportError):
+    """An optional package is not installed; the message names the pip extra that brings it."""
+
+
+def _rows(item: Any, digits: int) -> list[dict[str, Any]]:
+    """Flat rows of a Face, a list of faces (numbered from 1) or anything with a ``to_dict()``."""
+    if isinstance(item, Face):
+        return [{"face": 1, **item.to_dict(digits)}]
+    if hasattr(item, "to_dict") and not isinstance(item, (list, tuple)):
+        return [_flatten(item.to_dict())]
+    out = []
+    for n, f in enumerate(item, start=1):
+        out.append({"face": n, **f.to_dict(digits)} if isinstance(f, Face) else _flatten(f.to_dict()))
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}_"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def to_frame(faces_or_results: Any, digits: int = 4):
+    """A pandas DataFrame, one row per face, from what the recognizer returns.
+
+    Takes a :class:`Face`; a list of faces (one picture: ``predict``'s result); a list of such lists
+    (``predict_many``'s: a ``picture`` column gives the position in that list, from 0 like the list); a dict
+    ``{name: faces}`` (``picture`` is the name); or objects with a ``to_dict()`` (video faces), whose nested
+    dicts become ``key_subkey`` columns. Faces are numbered from 1 within a picture (the ``face`` column), as
+    everywhere they are shown. Needs pandas: ``pip install 'emoscope[dataframe]'``.
+    """
+    try:
+        import pandas as pd
+    except ImportError:
+        raise MissingExtraError("emoscope.to_frame needs pandas: pip install 'emoscope[dataframe]'") from None
+    item = faces_or_results
+    if isinstance(item, dict):
+        rows = [{"picture": name, **r} for name, faces in item.items() for r in _rows(faces, digits)]
+    elif isinstance(item, (list, tuple)) and item and all(isinstance(x, (list, tuple)) for x in item):
+        rows = [{"picture": i, **r} for i, faces in enumerate(item) for r in _rows(faces, digits)]
+    else:
+        rows = _rows(item, digits)
+    if not rows:
+        return pd.DataFrame(columns=["face", "x", "y", "w", "h", "score", "label", "confidence"])
+    return pd.DataFrame(rows)
 
 
 class _TorchBackend:
@@ -293,9 +379,10 @@ class Recognizer:
                              crop=round(self.input_size * 44 / 48))
 
     # -- pictures -------------------------------------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Face detections in one loaded picture (uint8 gray/BGR); the centre square when there is no detector."""
-        return self._detect_many([image])[0]
+    def detect(self, image: np.ndarray, color: str = "bgr") -> list[Detection]:
+        """Face detections in one array (gray, or colour in the order ``color``: ``"bgr"`` or ``"rgb"``); the
+        centre square when there is no detector."""
+        return self._detect_many([self.check(image, color)])[0]
 
     def _detect_many(self, images: list[np.ndarray]) -> list[list[Detection]]:
         if self.detector is None:
@@ -315,30 +402,37 @@ class Recognizer:
         return crop_faces(image, dets, self.input_size, self.margin)
 
     @staticmethod
-    def check(array: np.ndarray) -> np.ndarray:
-        """A loaded picture as uint8 gray or BGR (other dtypes and BGRA converted by
-        :func:`~emoscope.imaging.from_array`), or :class:`~emoscope.imaging.ImageShapeError` when it is not a
-        picture or is more elongated than :data:`~emoscope.imaging.MAX_ASPECT` (the time budget per picture)."""
+    def check(array: np.ndarray, color: str = "bgr") -> np.ndarray:
+        """An array picture (gray, or colour in the order ``color``) as uint8 gray or BGR (other dtypes, RGB
+        and alpha converted by :func:`~emoscope.imaging.from_array`), or
+        :class:`~emoscope.imaging.ImageShapeError` when it is not a picture or is more elongated than
+        :data:`~emoscope.imaging.MAX_ASPECT` (the time budget per picture)."""
         a = np.asarray(array)
-        if not (a.dtype == np.uint8 and (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3))):
-            a = from_array(a, "bgr")
+        if color != "bgr" or not (a.dtype == np.uint8 and (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3))):
+            a = from_array(a, color)
         check_size(a.shape[1], a.shape[0], None, MAX_ASPECT)
         return a
 
     def predict(self, image: Any, color: str | None = None) -> list[Face]:
-        """Faces in one picture (path, numpy array, PIL image), left to right; [] when there is none."""
+        """Faces in one picture, left to right; [] when there is none.
+
+        ``image``: a path, picture bytes, a PIL image, or a numpy array: gray (H x W) or colour in the channel
+        order ``color`` (``"bgr"`` or ``"rgb"``; ``None``: the Recognizer's ``color``, by default ``"bgr"``,
+        OpenCV's order). ``color`` does not apply to files, bytes and PIL images (they carry their mode)."""
         return self.predict_many([image], color=color)[0]
 
     def predict_many(self, images: Iterable[Any], color: str | None = None) -> list[list[Face]]:
-        """Faces of several pictures; detection is batched where the detector allows, and all faces of all
-        pictures go through the classifier together."""
+        """Faces of several pictures (each as :meth:`predict` takes it, ``color`` likewise); detection is
+        batched where the detector allows, and all faces of all pictures go through the classifier together."""
         order = check_color(color) if color is not None else self.color
         arrays = [load_image(im, order) for im in images]
         return self.predict_arrays(arrays)
 
-    def predict_arrays(self, arrays: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Like :meth:`predict_many` for already loaded gray/BGR arrays (the video path; see :meth:`check`)."""
-        arrays = [self.check(a) for a in arrays]
+    def predict_arrays(self, arrays: Sequence[np.ndarray], color: str = "bgr") -> list[list[Face]]:
+        """Like :meth:`predict_many` for arrays only (the video path), gray or colour in the order ``color``
+        (default ``"bgr"``, what OpenCV and the video readers give); see :meth:`check`."""
+        check_color(color)
+        arrays = [self.check(a, color) for a in arrays]
         dets = self._detect_many(arrays)
         crops = [self._crops(im, ds) for im, ds in zip(arrays, dets) if ds]
         probs = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.classes)), np.float32)

@@ -21,7 +21,10 @@ class UserError(EmoscopeError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     p = argparse.ArgumentParser(prog="emoscope", description="Recognise emotions from faces.")
+    p.add_argument("--version", action="version", version=f"emoscope {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
