@@ -238,18 +238,21 @@ def _decode_pil(src: Any, formats: tuple[str, ...] | None, max_side: int | None,
                     r = max_side / max(w, h)
                     im.draft(im.mode, (math.ceil(w * r), math.ceil(h * r)))  # decode at 1/2, 1/4 or 1/8 scale
                 im.load()
-                ow, oh = w, h
-                try:
-                    if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation turns it a quarter
-                        ow, oh = h, w
-                    im = ImageOps.exif_transpose(im)
-                except Exception:  # noqa: BLE001 - unreadable EXIF: keep the picture as stored
-                    ow, oh = w, h
                 if max_side and max(im.size) >= 2 * max_side:
                     k = max(im.size) // max_side
-                    # box-average in Pillow before any copy to numpy; a mode reduce() lacks: shrink() does it all
+                    # box-average in Pillow before any copy to numpy (and before EXIF rotation, which copies
+                    # the full-size picture); a mode reduce() lacks: shrink() does it all
                     with contextlib.suppress(ValueError, NotImplementedError):
                         im = im.reduce(k)
+                ow, oh = w, h
+                try:
+                    orientation = im.getexif().get(0x0112, 1)
+                    if orientation in (5, 6, 7, 8):  # EXIF orientation turns it a quarter
+                        ow, oh = h, w
+                    if orientation != 1:  # exif_transpose copies the picture even when there is nothing to turn
+                        im = ImageOps.exif_transpose(im)
+                except Exception:  # noqa: BLE001 - unreadable EXIF: keep the picture as stored
+                    ow, oh = w, h
                 arr = from_pil(im)
     except ImageReadError:
         raise
