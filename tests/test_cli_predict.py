@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+from unittest import mock
 
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from skimage import data
 
 from emoscope.cli import main
@@ -128,3 +132,42 @@ def test_empty_path_is_not_the_current_folder(capsys):
     """Issue 25 item 7: an empty path said "is a folder" (it was read as '.')."""
     assert main(["predict", ""]) == 2
     assert "empty path" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- properties (Hypothesis)
+class _Built(Exception):
+    """Raised by the stand-in Recognizer: the options passed every check and a model would load now."""
+
+
+def _stand_in(**kwargs):
+    raise _Built(kwargs)
+
+
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6)
+
+
+@settings(max_examples=120, deadline=None)
+@given(batch=st.one_of(st.integers(-3, 70).map(str), _TEXT),
+       margin=st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), _TEXT),
+       detector=st.one_of(st.sampled_from(["auto", "haar", "none", "blazeface-fast"]), _TEXT),
+       backend=st.one_of(st.sampled_from(["auto", "torch", "onnx"]), _TEXT),
+       tta=st.one_of(st.sampled_from(["none", "flip", "crops"]), _TEXT))
+def test_any_argument_values_give_a_clear_answer(batch, margin, detector, backend, tta):
+    """Every value of predict's options is either refused in one line (exit status 2) or reaches the model
+    with a valid value; nothing else escapes."""
+    argv = ["predict", "--example", f"--batch={batch}", f"--margin={margin}", f"--detector={detector}",
+            f"--backend={backend}", f"--tta={tta}"]
+    err = io.StringIO()
+    with mock.patch("emoscope.recognizer.Recognizer", _stand_in), contextlib.redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse's refusals
+            rc = exc.code
+        except _Built as built:
+            kw = built.args[0]
+            assert 0 <= kw["margin"] <= 1 and int(batch) >= 1
+            assert kw["tta"] in ("none", "flip", "crops") and kw["backend"] in ("auto", "torch", "onnx")
+            return
+    assert rc == 2
+    lines = [ln for ln in err.getvalue().splitlines() if "error" in ln]
+    assert len(lines) == 1 and "Traceback" not in err.getvalue()

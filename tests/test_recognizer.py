@@ -12,6 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from PIL import Image
 from skimage import data
 
@@ -19,7 +22,7 @@ from emoscope.errors import InvalidArgumentError
 from emoscope.export import export_onnx, quantize_int8, read_onnx_metadata
 from emoscope.imaging import MAX_PIXELS, ImageReadError, ImageShapeError
 from emoscope.labels import EMOTIONS
-from emoscope.recognizer import Face, Recognizer, load_image, read_image
+from emoscope.recognizer import Face, Recognizer, check_options, load_image, read_image
 from emoscope.weights import default_weights_path
 
 
@@ -312,3 +315,35 @@ def test_extreme_strips_are_refused_at_once(rec):
 def test_empty_path_is_a_clear_error(rec):
     with pytest.raises(ImageReadError, match="empty path"):
         rec.predict("")
+
+
+@settings(max_examples=40, deadline=None)
+@given(hnp.arrays(st.sampled_from([np.uint8, np.uint16, np.int32, np.float32, np.float64, np.bool_]),
+                  hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=9)))
+def test_classify_any_array_gives_probabilities_or_a_clear_error(rec, crops):
+    try:
+        p = rec.classify(crops)
+    except ImageShapeError:
+        return
+    n = 1 if crops.ndim == 2 else crops.shape[0]
+    assert p.shape == (n, 7) and np.all(np.isfinite(p))
+    assert n == 0 or np.allclose(p.sum(1), 1, atol=1e-4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.fixed_dictionaries({}, optional={
+    "backend": st.one_of(st.sampled_from(["auto", "torch"]), st.text(max_size=4)),
+    "detector": st.one_of(st.sampled_from(["auto", "none", "HAAR"]), st.text(max_size=4), st.none()),
+    "tta": st.one_of(st.sampled_from(["none", "flip"]), st.text(max_size=4)),
+    "margin": st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-2, 2), st.booleans()),
+    "color": st.one_of(st.sampled_from(["bgr", "rgb"]), st.text(max_size=4)),
+    "batch_size": st.one_of(st.integers(-2, 300), st.floats(allow_nan=True)),
+    "threads": st.one_of(st.none(), st.integers(-2, 8)),
+    "min_face": st.one_of(st.integers(-5, 40), st.floats(allow_nan=True)),
+}))
+def test_check_options_accepts_or_names_the_option(kwargs):
+    try:
+        check_options(**kwargs)
+    except InvalidArgumentError as exc:
+        assert any(name in str(exc) for name in ("backend", "detector", "tta", "margin", "color", "batch_size",
+                                                  "threads", "min_face"))

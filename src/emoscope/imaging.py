@@ -131,10 +131,10 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     if np.issubdtype(a.dtype, np.integer):
         return np.clip(a, 0, 255).astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
-        a = np.nan_to_num(a.astype(np.float32, copy=False), nan=0.0, posinf=255.0, neginf=0.0)
-        if a.size and float(a.max()) <= 1.0:
-            a = a * np.float32(255.0)
-        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0)
+        unit = bool(a.size) and float(a.max()) <= 1.0  # 0-1 floats
+        a = np.clip(a, 0.0, 1.0 if unit else 255.0).astype(np.float32)  # clipped first: no overflow in the cast
+        return np.rint(a * np.float32(255.0) if unit else a).astype(np.uint8)
     raise ImageShapeError(f"array of dtype {a.dtype} is not a picture (want uint8, uint16, other integers, "
                           "bool or floats)")
 
