@@ -359,3 +359,12 @@ def test_cli_video_errors(args, message, video, tmp_path, capsys, monkeypatch):
     assert main(["video", *args, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_progress_bar_names_the_file_without_cutting_its_path():
+    from emoscope.cli.video import _bar_name
+
+    assert _bar_name("file", "/a/very/long/folder/name/that/goes/on/clip.mp4") == "file clip.mp4"
+    long = _bar_name("file", "/x/" + "interview_with_a_very_long_name_2026_12_03_final.mp4")
+    assert long.startswith("file interview") and long.endswith(".mp4") and "…" in long and "/" not in long
+    assert _bar_name("webcam", "0") == "webcam 0"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import UserError
+from .options import add_recognizer_options, recognizer_from_args
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -44,7 +45,6 @@ def _bar_name(kind: str, name: str, width: int = 32) -> str:
 def cmd_video(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..recognizer import Recognizer
     from ..video import (
         CaptureTrigger,
         FaceTracker,
@@ -61,11 +61,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         ok, why = display_available()
         if not ok:
             raise UserError(f"--show: {why}")
-    try:
-        rec = Recognizer(weights=args.weights, detector=args.detector, backend=args.backend, tta=args.tta,
-                         margin=args.margin)
-    except (ValueError, ImportError) as exc:
-        raise UserError(str(exc)) from None
+    rec = recognizer_from_args(args)
     if args.capture_when and args.capture_when not in rec.classes:
         raise UserError(f"--capture-when must be one of {', '.join(rec.classes)}, got {args.capture_when!r}")
     try:
@@ -179,16 +175,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--hold", type=int, default=5, metavar="N", help="... for N analysed frames in a row (default 5)")
     c.add_argument("--capture-dir", help="folder for captured frames (default ./captures)")
     p.add_argument("--show", action="store_true", help="show the annotated video in a window (needs a display)")
-    m = p.add_argument_group("model")
-    m.add_argument("--detector", default="auto",
-                   help="auto (default), blazeface, blazeface-fast (no tiles: quicker on frames over ~770 px, "
-                        "misses small faces), blazeface-short or haar")
-    m.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"],
-                   help="inference engine (default auto: ONNX Runtime when an up-to-date export exists)")
-    m.add_argument("--weights",
-                   help="a .pt checkpoint, an exported .onnx, or a shipped model: default, fast (default: default)")
-    m.add_argument("--tta", default="none", choices=["none", "flip", "crops"],
-                   help="test-time augmentation: average over flipped / shifted crops (slower; default none)")
-    m.add_argument("--margin", type=float, help="face crop margin (default per detector)")
+    add_recognizer_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_video)

@@ -50,7 +50,9 @@ class StreamState:
     options: StreamOptions
     sample_interval: float = 1.0
     capture_cooldown: float = 3.0
-    tracker: FaceTracker = field(default_factory=FaceTracker)
+    # the causal versions of the file path's tracker and smoothing: gaps up to 1.5 s keep a face's number, and
+    # its label changes only when another emotion clearly leads (HMM forward filter with hysteresis)
+    tracker: FaceTracker = field(default_factory=lambda: FaceTracker(smoothing="hmm"))
     last_logged: dict[int, float] = field(default_factory=dict)
     streaks: dict[int, int] = field(default_factory=dict)
     last_capture: float = -math.inf
