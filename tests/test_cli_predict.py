@@ -53,6 +53,7 @@ def test_folder_json(pictures, capsys):
     by_name = {r["path"].split("/")[-1]: r for r in doc["results"]}
     assert [len(by_name[n]["faces"]) for n in ("one.jpg", "two.png", "blank.png")] == [1, 2, 0]
     f = by_name["one.jpg"]["faces"][0]
+    assert [g["face"] for g in by_name["two.png"]["faces"]] == [1, 2]
     assert list(f["probs"]) == list(EMOTIONS) and f["label"] in EMOTIONS
     assert doc["summary"]["faces"] == 3 and doc["summary"]["no_face"] == 1 and doc["summary"]["failed"] == 0
     assert sum(doc["summary"]["emotions"].values()) == 3

@@ -3,6 +3,8 @@
     >>> from emoscope.recognizer import Recognizer
     >>> rec = Recognizer()                      # shipped FER-2013 model, BlazeFace detector
     >>> faces = rec.predict("photo.jpg")        # [Face(box=(x, y, w, h), label='happy', probs={...}), ...]
+    >>> faces[0].to_dict()                      # {'x': ..., 'label': 'happy', 'confidence': 0.93, 'angry': ...}
+    >>> to_frame(rec.predict_many(["a.jpg", "b.jpg"]))  # pandas table, one row per face (emoscope.to_frame)
 
 Pictures can be a path, picture bytes, a numpy array or a PIL image, read by :mod:`emoscope.imaging` (one
 decoder for everything). **Channel order**: numpy colour arrays are taken as OpenCV's BGR unless

@@ -156,7 +156,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _json_entry(r: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in r.items() if k != "faces"}
-    out["faces"] = [f.to_json() for f in r["faces"]]
+    out["faces"] = [{"face": i, **f.to_json()} for i, f in enumerate(r["faces"], start=1)]  # numbered from 1
     return out
 
 
