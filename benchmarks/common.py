@@ -233,7 +233,7 @@ def train_and_test(args: argparse.Namespace, cfg: TrainConfig, train_set: FaceSe
         if init_weights is not None:
             cfg.init_weights = str(init_weights)
         t0 = time.time()
-        summary = train(cfg, train_set, val_set, resume=args.resume, progress=not args.no_progress)
+        summary = train(cfg, train_set, val_set, resume=args.resume, progress=not args.no_progress).to_dict()
         # With --resume the time is the whole run's, as its history logs it; a fresh run's is this call's.
         train_s = summary["elapsed_s"] if args.resume else time.time() - t0
         if args.train_only:

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(val_set)} PublicTest (epoch selection), {len(test_set)} PrivateTest (reported once)",
         f"- model: `{cfg.model}`, {cfg.epochs} epochs, started from "
         f"`{Path(cfg.init_weights).name if cfg.init_weights else 'random weights'}`; best epoch "
-        f"{summary['best_epoch']} (PublicTest accuracy {summary['best_acc']:.4f}); training {train_s / 60:.1f} min "
+        f"{summary.best_epoch} (PublicTest accuracy {summary.best_acc:.4f}); training {train_s / 60:.1f} min "
         "on this machine's 2 CPU cores",
         "",
         "| TTA | accuracy | macro-F1 | " + " | ".join(f"F1 {c}" for c in classes) + " |",
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = recipe_params(cfg)
     params["init"] = "shipped FER-2013 model" if cfg.init_weights else "random"
-    result = {"metrics": results["none"], "flip": results["flip"], "summary": summary, "train_s": train_s}
+    result = {"metrics": results["none"], "flip": results["flip"], "summary": summary.to_dict(), "train_s": train_s}
     row = common.row(args, "ferplus", "fer2013 (FER+ labels)",
                      f"{scheme} majority vote, Training / best on PublicTest / PrivateTest", cfg.model, result, params)
     row.extra["crops_tta_accuracy"] = results["crops"]["accuracy"]

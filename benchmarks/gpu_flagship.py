@@ -284,7 +284,7 @@ def train_planned(args: argparse.Namespace, cfg: TrainConfig, train_set: FaceSet
     cfg = dataclasses.replace(cfg, epochs=epochs)
     (Path(args.run_dir) / "command.txt").write_text(command + "\n")
     summary = train(cfg, train_set, val_set, progress=False)
-    print(json.dumps(summary), flush=True)
+    print(json.dumps(summary.to_dict()), flush=True)
     return 0
 
 

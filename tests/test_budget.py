@@ -2,7 +2,7 @@
 whose epochs slow down (and resuming it exactly), the CLI."""
 
 import json
-from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ def test_time_epoch_scales_the_third_epoch_of_a_slice_to_the_whole_split(tmp_pat
     def fake_train(cfg, train_set, val_set, progress):
         seen.update(epochs=cfg.epochs, crop=cfg.train_crop, n=len(train_set), n_val=len(val_set))
         rows = [{"elapsed_s": t} for t in (5.0, 6.0, 8.0)]  # a slow first epoch, then 2 s each
-        Path(cfg.out_dir, "history.json").write_text(json.dumps(rows))
+        return SimpleNamespace(history=rows)
 
     monkeypatch.setattr(budget, "train", fake_train)
     faces = toy_faces(8)  # 56 faces
@@ -77,15 +77,16 @@ def budget_run(fer_folder, out, *flags) -> int:
 
 def test_train_budget_plans_caps_and_resumes_with_its_plan(fer_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    assert budget_run(fer_folder, out, "--budget", "0.5", "--epochs", "2") == 0
+    # (a 5-minute budget: on a busy 2-core machine the calibration alone once took 28 s of a 30-s one)
+    assert budget_run(fer_folder, out, "--budget", "5", "--epochs", "2") == 0
     plan = json.loads((out / "plan.json").read_text())
     saved = json.loads((out / "config.json").read_text())
-    assert plan["epochs"] == saved["epochs"] <= 2  # --epochs caps the plan
-    assert saved["time_limit_s"] == pytest.approx(30 - plan["calibration_s"], abs=0.01)
+    assert plan["epochs"] == saved["epochs"] == 2  # --epochs caps the plan
+    assert saved["time_limit_s"] == pytest.approx(300 - plan["calibration_s"], abs=0.01)
     assert len(json.loads((out / "history.json").read_text())) == plan["epochs"]
     assert "planned" in capsys.readouterr().out
     # resumed, the run keeps the plan it started with (no second calibration) and, being done, trains no more
-    assert budget_run(fer_folder, out, "--budget", "0.5", "--epochs", "2", "--resume") == 0
+    assert budget_run(fer_folder, out, "--budget", "5", "--epochs", "2", "--resume") == 0
     said = capsys.readouterr().out
     assert "as planned when it started" in said and "timing a few epochs" not in said
     assert len(json.loads((out / "history.json").read_text())) == plan["epochs"]
@@ -107,7 +108,7 @@ def test_a_replanned_run_follows_the_shorter_schedule_and_moves_its_whole_face_t
     cfg = dict(schedule="onecycle", batch_size=56, train_crop=40, full_size_epochs=1)
     summary = train(tiny_cfg(tmp_path / "r", epochs=6, **cfg), faces, None, progress=False,
                     replan=shorten_after(2, 4))
-    assert summary["epochs_run"] == summary["planned_epochs"] == 4 and summary["stopped"] is None
+    assert summary.epochs_run == summary.planned_epochs == 4 and summary.stopped is None
     assert seen == [40] * 9 + [48] * 3  # the whole-face epoch is the last of the four
     lr = {}
     for epochs in (4, 6):
@@ -128,7 +129,7 @@ def test_a_replanned_run_resumes_exactly(tmp_path, schedule):
     train(tiny_cfg(tmp_path / "b", **cfg), faces, faces, progress=False, replan=shorten_after(2, 4), stop_after=3)
     rest = train(tiny_cfg(tmp_path / "b", **cfg), faces, faces, progress=False, resume=True,
                  replan=shorten_after(2, 4))
-    assert rest["epochs_run"] == 4 and rest["resumed_at"] == 4
+    assert rest.epochs_run == 4 and rest.resumed_at == 4
     a, b = (read_checkpoint(tmp_path / x / "run" / "last.pt") for x in ("a", "b"))
     assert a["planned_epochs"] == b["planned_epochs"] == 4
     for key, value in a["model"].items():

@@ -1,6 +1,7 @@
 """A tiny training run whose loss falls, exact resume, optimizers and schedules, augmentation."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_loss_falls_and_run_folder_is_complete(tmp_path):
     summary = train(tiny_cfg(tmp_path, epochs=4), faces, faces, progress=False)
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] * 0.8
-    assert summary["best_acc"] > 0.5
+    assert summary.best_acc > 0.5
     for name in ("config.json", "last.pt", "best.pt", "history.csv", "curves.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     ck = read_checkpoint(tmp_path / "run" / "best.pt")
@@ -77,7 +78,7 @@ def test_a_constant_rate_run_may_be_extended_on_resume_and_equals_the_longer_run
     cfg = dict(schedule="constant", augment=True)
     train(tiny_cfg(tmp_path / "short", epochs=2, **cfg), faces, faces, progress=False)
     longer = train(tiny_cfg(tmp_path / "short", epochs=3, **cfg), faces, faces, progress=False, resume=True)
-    assert longer["epochs_run"] == 3 and longer["resumed_at"] == 3
+    assert longer.epochs_run == 3 and longer.resumed_at == 3
     train(tiny_cfg(tmp_path / "long", epochs=3, **cfg), faces, faces, progress=False)
     a = read_checkpoint(tmp_path / "short" / "run" / "last.pt")["model"]
     b = read_checkpoint(tmp_path / "long" / "run" / "last.pt")["model"]
@@ -95,7 +96,7 @@ def test_early_stopping_and_init_weights(tmp_path):
     faces = toy_faces(6)
     summary = train(tiny_cfg(tmp_path, epochs=10, early_stopping=1, lr=0.0, schedule="constant"), faces, faces,
                     progress=False)
-    assert summary["epochs_run"] == 2
+    assert summary.epochs_run == 2
     best = tmp_path / "run" / "best.pt"
     cfg = tiny_cfg(tmp_path / "ft", epochs=1, lr=0.0, schedule="constant", init_weights=str(best))
     train(cfg, faces, faces, progress=False)
@@ -106,29 +107,29 @@ def test_early_stopping_and_init_weights(tmp_path):
 def test_time_limit_stops_before_an_epoch_that_would_pass_it(tmp_path):
     faces = toy_faces(6)
     summary = train(tiny_cfg(tmp_path, epochs=50, time_limit_s=1e-6), faces, faces, progress=False)
-    assert summary["epochs_run"] == 1 and summary["stopped"] == "time limit"
+    assert summary.epochs_run == 1 and summary.stopped == "time limit"
     summary = train(tiny_cfg(tmp_path / "free", epochs=2, time_limit_s=3600), faces, faces, progress=False)
-    assert summary["epochs_run"] == 2 and summary["stopped"] is None
+    assert summary.epochs_run == 2 and summary.stopped is None
 
 
 def test_a_run_stopped_by_its_time_limit_resumes_to_its_full_length(tmp_path):
     faces = toy_faces(6)
     first = train(tiny_cfg(tmp_path, epochs=3, time_limit_s=1e-6), faces, faces, progress=False)
-    assert first["epochs_run"] == 1 and first["resumed_at"] is None
+    assert first.epochs_run == 1 and first.resumed_at is None
     rest = train(tiny_cfg(tmp_path, epochs=3), faces, faces, progress=False, resume=True)
-    assert rest["epochs_run"] == 3 and rest["resumed_at"] == 2 and rest["stopped"] is None
-    assert rest["elapsed_s"] >= first["elapsed_s"]  # the whole run's training time, both calls
+    assert rest.epochs_run == 3 and rest.resumed_at == 2 and rest.stopped is None
+    assert rest.elapsed_s >= first.elapsed_s  # the whole run's training time, both calls
     done = train(tiny_cfg(tmp_path, epochs=3), faces, faces, progress=False, resume=True)
-    assert done["epochs_run"] == 3 and done["resumed_at"] is None  # nothing was left to train
+    assert done.epochs_run == 3 and done.resumed_at is None  # nothing was left to train
 
 
 def test_resuming_a_run_that_stopped_early_trains_no_more(tmp_path):
     faces = toy_faces(6)
     cfg = tiny_cfg(tmp_path, epochs=10, early_stopping=1, lr=0.0, schedule="constant")
-    assert train(cfg, faces, faces, progress=False)["epochs_run"] == 2
+    assert train(cfg, faces, faces, progress=False).epochs_run == 2
     before = (tmp_path / "run" / "last.pt").read_bytes()
     again = train(cfg, faces, faces, progress=False, resume=True)
-    assert again["epochs_run"] == 2 and again["stopped"] == "early stopping"
+    assert again.epochs_run == 2 and again.stopped == "early stopping"
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
 
 
@@ -146,7 +147,7 @@ def test_distilled_student_learns_from_its_teacher(tmp_path):
     cfg = tiny_cfg(tmp_path / "student", model="emovgg_t", model_kwargs={"width": 8}, epochs=10, lr=0.1,
                    batch_size=16, teacher=str(teacher), distill_alpha=1.0, distill_temperature=1.0)
     summary = train(cfg, faces, faces, progress=False)
-    assert summary["best_acc"] > 0.8  # chance is 1/7
+    assert summary.best_acc > 0.8  # chance is 1/7
     seven = toy_faces(2)
     six = FaceSet(seven.images[:12], seven.labels[:12], ["train"] * 12, seven.sources[:12], get_scheme("fer6"))
     with pytest.raises(ValueError, match="teacher .* predicts"):
@@ -183,7 +184,7 @@ def test_a_run_learns_its_soft_targets(tmp_path):
     cfg = tiny_cfg(tmp_path, epochs=6, soft_targets="ferplus", soft_target_weight=1.0)
     scored = FaceSet(faces.images, shifted, faces.splits, faces.sources)
     summary = train(cfg, faces, scored, progress=False, targets=np.eye(7, dtype=np.float32)[shifted])
-    assert summary["best_acc"] > 0.8  # chance is 1/7
+    assert summary.best_acc > 0.8  # chance is 1/7
     with pytest.raises(TrainConfigError, match="soft_target_weight differ"):
         train(tiny_cfg(tmp_path, epochs=6, soft_targets="ferplus", soft_target_weight=0.5), faces, scored,
               progress=False, resume=True, targets=np.eye(7, dtype=np.float32)[shifted])
@@ -404,3 +405,106 @@ def test_an_ema_run_validates_and_ships_the_average_and_resumes_exactly(tmp_path
         train(tiny_cfg(tmp_path / "c", ema_decay=1.0), faces, faces, progress=False)
     with pytest.raises(TrainConfigError, match="ema_decay differ"):
         train(tiny_cfg(tmp_path / "b", ema_decay=0.5), faces, faces, progress=False, resume=True)
+
+
+class Killed(Exception):
+    """Stands in for a kill -9 in the middle of a run."""
+
+
+def test_best_pt_is_saved_before_last_pt_and_resume_repairs_a_kill_between_them(tmp_path, monkeypatch, capsys):
+    """A kill after the first checkpoint file of an improving epoch: last.pt must never name a best epoch that
+    best.pt does not hold yet (with last.pt written first it did), --resume puts best.pt back in step with last.pt,
+    removes the half-written *.tmp, and the finished run equals one never killed."""
+    from emoscope import training
+
+    faces = toy_faces(6)
+    whole = train(tiny_cfg(tmp_path / "whole"), faces, None, progress=False)
+    assert [row["epoch"] for row in whole.history] == [1, 2, 3] and whole.best_epoch == 3  # each epoch improves
+    real_save, writes = training.atomic_save, []
+
+    def killed_on_the_fourth_write(obj, path):  # epoch 1 writes two files, epoch 2 one before the kill
+        writes.append(Path(path).name)
+        if len(writes) == 4:
+            Path(str(path) + ".tmp").write_bytes(b"half a checkpoint")
+            raise Killed
+        real_save(obj, path)
+
+    monkeypatch.setattr(training, "atomic_save", killed_on_the_fourth_write)
+    cfg = tiny_cfg(tmp_path)
+    with pytest.raises(Killed):
+        train(cfg, faces, None, progress=False)
+    run = tmp_path / "run"
+    best, last = read_checkpoint(run / "best.pt"), read_checkpoint(run / "last.pt")
+    assert best["epoch"] + 1 >= last["best_epoch"]  # last.pt names no epoch best.pt lacks
+    monkeypatch.setattr(training, "atomic_save", real_save)
+    capsys.readouterr()
+    train(cfg, faces, None, progress=False, resume=True, stop_after=0)  # only the repair
+    assert "repaired" in capsys.readouterr().out
+    assert not list(run.glob("*.tmp"))
+    best, last = read_checkpoint(run / "best.pt"), read_checkpoint(run / "last.pt")
+    assert best["epoch"] + 1 == last["best_epoch"] == last["epoch"] + 1 == 1
+    assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
+    train(cfg, faces, None, progress=False, resume=True)
+    for name in ("best.pt", "last.pt"):
+        a, b = read_checkpoint(tmp_path / "whole" / "run" / name), read_checkpoint(run / name)
+        assert a["epoch"] == b["epoch"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), name
+
+
+def old_format_crash(tmp_path, epochs_after: int, **cfg) -> tuple[TrainConfig, Path]:
+    """A run of 1 + ``epochs_after`` epochs (of 4) as the old save order could leave it: best.pt from epoch 1,
+    last.pt in the old format (no copy of the best weights, no process count)."""
+    run_cfg, run = tiny_cfg(tmp_path, epochs=4, **cfg), tmp_path / "run"
+    train(run_cfg, toy_faces(6), None, progress=False, stop_after=1)
+    first = (run / "best.pt").read_bytes()
+    train(run_cfg, toy_faces(6), None, progress=False, resume=True, stop_after=epochs_after)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    del ck["best_model"], ck["world_size"]
+    torch.save(ck, run / "last.pt")
+    (run / "best.pt").write_bytes(first)
+    return run_cfg, run
+
+
+def test_resume_repairs_best_pt_of_an_old_run_whose_best_epoch_is_its_last(tmp_path, capsys):
+    cfg, run = old_format_crash(tmp_path, 1)
+    last = read_checkpoint(run / "last.pt")
+    assert last["best_epoch"] == 2 and read_checkpoint(run / "best.pt")["epoch"] == 0
+    capsys.readouterr()
+    train(cfg, toy_faces(6), None, progress=False, resume=True, stop_after=0)
+    assert "repaired" in capsys.readouterr().out
+    best = read_checkpoint(run / "best.pt")
+    assert best["epoch"] == 1 and all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
+
+
+def test_resume_without_a_copy_of_the_best_weights_goes_on_with_what_best_pt_holds(tmp_path, capsys):
+    cfg, run = old_format_crash(tmp_path, 2, lr=0.0, schedule="constant")  # lr 0: epoch 2 is the best, 3 not
+    assert read_checkpoint(run / "last.pt")["best_epoch"] == 2
+    capsys.readouterr()
+    result = train(cfg, toy_faces(6), None, progress=False, resume=True)
+    assert "no copy of that one; the run goes on with epoch 1 as its best" in capsys.readouterr().out
+    best, last = read_checkpoint(run / "best.pt"), read_checkpoint(run / "last.pt")
+    assert best["epoch"] + 1 == last["best_epoch"] == result.best_epoch == 4  # epoch 4 beat epoch 1
+
+
+def test_train_result_is_typed_and_names_the_best_epoch(tmp_path):
+    faces = toy_faces(6)
+    result = train(tiny_cfg(tmp_path, epochs=2), faces, faces, progress=False)
+    row = result.history[result.best_epoch - 1]
+    assert result.best_acc == row["val_acc"] and result.best_macro_f1 == row["val_macro_f1"]
+    assert result.weights == str(tmp_path / "run" / "best.pt") and result.processes == 1
+    summary = result.to_dict()
+    assert "history" not in summary and json.loads(json.dumps(summary))["best_epoch"] == result.best_epoch
+
+
+def test_train_cli_ends_with_a_table_or_with_json(fer_folder, tmp_path, capsys):
+    from emoscope.cli import main
+
+    flags = ["train", "--data", str(fer_folder), "--model", "emovgg_t", "--epochs", "1", "--batch-size", "8",
+             "--set", "bf16=false", "--no-progress"]
+    assert main([*flags, "--out", str(tmp_path / "a")]) == 0
+    table = dict(line.split("  ", 1) for line in capsys.readouterr().out.strip().splitlines()[-7:])
+    assert table["best epoch"].strip() == "1" and table["weights"].strip() == str(tmp_path / "a" / "best.pt")
+    assert {"val accuracy", "val macro-F1", "training time", "epochs"} <= set(table)
+    assert main([*flags, "--json", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{"):])
+    assert summary["best_epoch"] == 1 and summary["weights"] == str(tmp_path / "b" / "best.pt")

@@ -10,12 +10,10 @@ out over exactly those epochs.
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,9 +63,8 @@ def time_epoch(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None, cr
                         early_stopping=0, out_dir=tmp, soft_targets=None)
         # Soft targets are left out: the slice has no per-face targets here. They add one gather a step; any
         # difference in speed is the replanner's to catch.
-        train(trial, train_set.subset(np.arange(n)), val_set.subset(np.arange(n_val)) if n_val else None,
-              progress=False)
-        hist = json.loads((Path(tmp) / "history.json").read_text())
+        hist = train(trial, train_set.subset(np.arange(n)), val_set.subset(np.arange(n_val)) if n_val else None,
+                     progress=False).history
     return (hist[2]["elapsed_s"] - hist[1]["elapsed_s"]) / share
 
 

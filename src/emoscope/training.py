@@ -1,8 +1,13 @@
-"""The training loop, readable top to bottom: data -> augmentation -> forward/backward -> eval -> checkpoint.
+"""Training: a run is prepared, then each epoch is trained, validated and saved.
 
-Everything a run needs is in :class:`TrainConfig`; a run directory receives ``config.json``,
-``last.pt`` (every epoch, atomic), ``best.pt`` (best validation accuracy), ``history.csv``,
-``history.json`` and ``curves.png``. ``resume=True`` continues exactly where ``last.pt`` stopped.
+Everything a run needs is in :class:`TrainConfig`. :func:`train` reads top to bottom: :func:`prepare_run` (model,
+optimiser, schedule, data, a resumed state), then per epoch :func:`train_one_epoch`, :func:`record_epoch` (which
+calls :func:`validate`) and :func:`save_checkpoint`, until the plan, early stopping or the time limit ends it. It
+returns a :class:`TrainResult`.
+
+A run folder receives ``config.json``, ``best.pt`` (best validation accuracy) and ``last.pt`` (every epoch; in
+that order, each atomic), ``history.csv``, ``history.json`` and ``curves.png``. ``resume=True`` continues exactly
+where ``last.pt`` stopped. Under torchrun (``emoscope.distributed``) the same run is spread over the processes.
 """
 
 from __future__ import annotations
@@ -20,14 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, augment_batch, mixup
 from .datasets.faceset import FaceSet
+from .distributed import Dist, process_group
 from .errors import EmoscopeError
 from .evaluation import classification_metrics, predict_proba
 from .models import create_model, model_info
-from .models.checkpoint import atomic_save, model_meta, read_checkpoint
+from .models.checkpoint import CheckpointError, atomic_save, model_meta, read_checkpoint
+from .models.registry import ModelInfo
 from .preprocess import normalize, resize_batch, to_unit
 
 
@@ -246,41 +255,144 @@ def ema_decay_at(decay: float, step: int) -> float:
     return min(decay, (1 + step) / (10 + step))
 
 
-def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, resume: bool = False,
-          progress: bool = True, stop_after: int | None = None,
-          replan: Callable[[list[dict[str, Any]], int], int] | None = None,
-          targets: np.ndarray | None = None) -> dict[str, Any]:
-    """Train ``cfg.model`` on ``train_set``; select the best epoch on ``val_set``. Returns a summary dict.
 
-    ``stop_after`` ends this call after that many epochs (the run can be resumed later). ``replan(history,
-    epochs)``, called after each epoch, may shorten the run to fewer epochs (never below those done): the schedule
-    then continues on the curve of the shorter run and a crop recipe's whole-face epochs move forward with its
-    end (``emoscope.budget`` uses it to keep a run inside a wall-clock budget when its epochs slow down).
-    ``targets`` (with ``cfg.soft_targets``) holds a class distribution per training face, e.g. FER+ vote shares;
-    a face's row of zeros means "none", and that face learns its label alone.
-    """
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+
+@dataclass(frozen=True)
+class EvalResult:
+    """A model's scores on the validation split."""
+
+    loss: float  # mean negative log-likelihood of the true class
+    accuracy: float
+    macro_f1: float
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch of training batches, over all processes: mean loss and accuracy, and how many faces it saw."""
+
+    loss: float
+    accuracy: float
+    samples: int
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` reports: the best epoch, how the run went and where its weights are."""
+
+    best_acc: float  # the best epoch's validation accuracy (training accuracy when there is no validation split)
+    best_epoch: int  # 1-based; -1 when no epoch has run
+    best_macro_f1: float | None  # the best epoch's validation macro-F1 (None without a validation split)
+    epochs_run: int  # of the whole run, earlier calls included
+    planned_epochs: int  # the run's length (``replan`` may have shortened it)
+    elapsed_s: float  # the whole run's training time
+    out_dir: str
+    weights: str  # best.pt: the best epoch's (averaged, with EMA) weights
+    stopped: str | None  # why the run ended before its planned epochs: 'early stopping', 'time limit' or None
+    resumed_at: int | None  # the first epoch this call trained when it continued a saved run
+    processes: int = 1  # training processes (torchrun's --nproc-per-node)
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)  # one row per epoch (history.json)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (``history`` left out: it is in history.json)."""
+        d = asdict(self)
+        del d["history"]
+        return d
+
+
+@dataclass
+class Run:
+    """Everything one training run holds between epochs: the model and its optimiser, the data on the device and
+    the record of the epochs so far. :func:`prepare_run` builds it; the epoch functions below advance it."""
+
+    cfg: TrainConfig
+    out: Path
+    dist: Dist
+    device: torch.device
+    info: ModelInfo
+    classes: tuple[str, ...]
+    model: nn.Module  # the weights being trained
+    net: nn.Module  # what batches go through: ``model``, or ``model`` in DistributedDataParallel
+    ema: nn.Module | None
+    opt: torch.optim.Optimizer
+    sched: Any
+    per_batch: bool  # the scheduler steps per batch (else once per epoch, on validation accuracy)
+    steps_per_epoch: int
+    epochs: int  # the run's length; ``replan`` may shorten it
+    meta: dict[str, Any]
+    images: torch.Tensor  # the whole training split on the device: a batch is one gather
+    labels: torch.Tensor
+    soft: torch.Tensor | None  # per-face target distributions (soft targets), else None
+    weights: torch.Tensor | None  # per-class loss weights
+    teacher: nn.Module | None
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_acc: float = -1.0
+    best_epoch: int = -1  # 1-based
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's shipped weights, kept in last.pt too
+    resumed_at: int | None = None
+    t_start: float = 0.0
+    last_plot: float = 0.0
+
+    @property
+    def shipped(self) -> nn.Module:
+        """The weights validated each epoch and saved as best.pt: the moving average when there is one."""
+        return self.model if self.ema is None else self.ema
+
+    def say(self, message: str) -> None:
+        """A line for the user, from rank 0 only."""
+        if self.dist.main:
+            tqdm.write(message)
+
+
+def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
+    """Batches per epoch. A last batch too small to give each process two faces (BatchNorm needs two) is dropped;
+    with one process that is a last batch of one face."""
+    full, rest = divmod(n, batch_size)
+    return max(1, full + (rest >= 2 * world))
+
+
+def check_config(cfg: TrainConfig, train_set: FaceSet, dist: Dist) -> ModelInfo:
+    """The model's registry entry, once the sizes and options that only fail later have been checked."""
     if len(train_set) == 0:
         raise TrainConfigError("the training split is empty")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    classes = train_set.classes
     try:
         info = model_info(cfg.model)
     except ValueError as exc:  # unknown model name
         raise TrainConfigError(str(exc)) from None
-    device = resolve_device(cfg.device)
-    size = info.input_size
-    train_size = cfg.train_crop or size
-    if not 8 <= train_size <= size:
-        raise TrainConfigError(f"train_crop {cfg.train_crop} must be between 8 and the model's input size {size}")
+    train_size = cfg.train_crop or info.input_size
+    if not 8 <= train_size <= info.input_size:
+        raise TrainConfigError(f"train_crop {cfg.train_crop} must be between 8 and the model's input size "
+                               f"{info.input_size}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise TrainConfigError(f"ema_decay {cfg.ema_decay} must be in [0, 1): 0 turns the average off, 0.999 is usual")
     if cfg.train_resize is not None and not 8 <= cfg.train_resize <= train_size:
         raise TrainConfigError(f"train_resize {cfg.train_resize} must be between 8 and the crop size {train_size}")
+    if dist.active and cfg.batch_size < 2 * dist.world:
+        raise TrainConfigError(f"batch_size {cfg.batch_size} is the global batch, split over {dist.world} "
+                               f"processes; give at least {2 * dist.world} (two faces per process, for BatchNorm)")
+    return info
 
-    # --- model, optimiser, schedule -------------------------------------------------------------
+
+def prepare_run(cfg: TrainConfig, train_set: FaceSet, targets: np.ndarray | None = None, resume: bool = False,
+                dist: Dist | None = None) -> Run:
+    """Model, optimiser, schedule, teacher and data of a run, continued from ``last.pt`` with ``resume``.
+
+    Rank 0 creates the run folder, writes ``config.json`` and removes the ``*.pt.tmp`` a kill during a save left.
+    With several processes the model is wrapped in DistributedDataParallel (gradients summed over ranks).
+    """
+    dist = dist or Dist()
+    info = check_config(cfg, train_set, dist)
+    out = Path(cfg.out_dir)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        for stray in out.glob("*.pt.tmp"):
+            stray.unlink()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if dist.active and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)  # one GPU per process
+    classes = train_set.classes
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
     if cfg.init_weights:
@@ -288,190 +400,365 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, 
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
     opt = make_optimizer(cfg, model.parameters())
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay else None
-    shipped = model if ema is None else ema  # the weights validated each epoch and saved as best.pt
-    # A last batch of one face breaks BatchNorm; fold it away instead.
-    steps_per_epoch = max(1, len(train_set) // cfg.batch_size if len(train_set) % cfg.batch_size == 1
-                          else math.ceil(len(train_set) / cfg.batch_size))
-    sched, per_batch = make_scheduler(cfg, opt, steps_per_epoch)
-    epochs = cfg.epochs  # the run's length; ``replan`` may shorten it
+    steps = steps_per_epoch(len(train_set), cfg.batch_size, dist.world)
+    sched, per_batch = make_scheduler(cfg, opt, steps)
     weights = class_weight_tensor(train_set.labels, len(classes)).to(device) if cfg.class_weights else None
-    teacher = load_teacher(cfg, classes, size, info.in_chans).to(device) if cfg.teacher else None
+    teacher = load_teacher(cfg, classes, info.input_size, info.in_chans).to(device) if cfg.teacher else None
     soft = blend_targets(cfg, train_set.labels, len(classes), targets)
-    meta = model_meta(cfg.model, classes, **cfg.model_kwargs)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-
-    start_epoch, history, best_acc, best_epoch = 0, [], -1.0, -1
-    resumed_at = None  # the first epoch this call trains, when it continues a saved run
+    run = Run(cfg=cfg, out=out, dist=dist, device=device, info=info, classes=classes, model=model, net=model,
+              ema=ema, opt=opt, sched=sched, per_batch=per_batch, steps_per_epoch=steps, epochs=cfg.epochs,
+              meta=model_meta(cfg.model, classes, **cfg.model_kwargs),
+              images=torch.from_numpy(train_set.images).to(device),
+              labels=torch.from_numpy(train_set.labels).to(device),
+              soft=soft.to(device) if soft is not None else None, weights=weights, teacher=teacher)
+    if dist.main:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if dist.active:  # the same initial weights everywhere (seeded above); from here each rank its own dropout
+        torch.manual_seed(cfg.seed * 1_000_003 + 1 + dist.rank)
     if resume and (out / "last.pt").exists():
-        ck = read_checkpoint(out / "last.pt")
-        saved = ck.get("train_config", {})
-        keys = ("model", "epochs", "batch_size", "schedule", "lr", "ema_decay", "soft_targets",
-                "soft_target_weight")  # a run saved before an option
-        changed = [k for k in keys if saved.get(k, getattr(TrainConfig, k)) != asdict(cfg)[k]]  # had its default
-        # A constant or plateau schedule does not depend on the epoch count, so a run may be extended (say from
-        # 30 to its recipe's 50 epochs) and be the same as one planned that long; one-cycle and cosine may not.
-        if (changed == ["epochs"] and cfg.schedule in ("constant", "plateau")
-                and cfg.epochs >= ck["epoch"] + 1):
-            changed = []
-        if changed:
-            raise TrainConfigError(
-                f"cannot resume {out / 'last.pt'}: {', '.join(changed)} differ from the saved run; "
-                "resume with the same config or start a new --out folder"
-            )
-        model.load_state_dict(ck["model"])
-        planned = ck.get("planned_epochs", saved.get("epochs"))
-        epochs = planned if planned != saved.get("epochs") else cfg.epochs  # a replanned run keeps its new length
-        if epochs != cfg.epochs:  # a cosine LambdaLR's state does not hold its length: lay it out again
-            sched, per_batch = make_scheduler(replace(cfg, epochs=epochs), opt, steps_per_epoch)
-        if ema is not None:
-            ema.load_state_dict(ck["ema"])  # saved beside the model whenever ema_decay was on (checked above)
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        start_epoch, history = ck["epoch"] + 1, ck["history"]
-        best_acc, best_epoch = ck["best_acc"], ck["best_epoch"]
-        torch.set_rng_state(ck["rng"])
-        resumed_at = start_epoch + 1
-        if device.type == "cuda" and "cuda_rng" in ck:
-            torch.cuda.set_rng_state(ck["cuda_rng"], device)
+        resume_run(run, read_checkpoint(out / "last.pt"))
+    run.t_start = time.time() - (run.history[-1]["elapsed_s"] if run.history else 0.0)
+    if dist.active:
+        run.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return run
 
-    # The whole training split lives on the device (FER-2013 is 66 MB of uint8), so a batch is one gather.
-    images = torch.from_numpy(train_set.images).to(device)
-    labels = torch.from_numpy(train_set.labels).to(device)
-    soft = soft.to(device) if soft is not None else None
-    t_start = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
-    stop_at = math.inf if stop_after is None else start_epoch + stop_after
-    stopped = None  # why the run ended before cfg.epochs: 'early stopping' or 'time limit'
 
-    def patience_spent(epochs_done: int) -> bool:
-        """Early stopping's test: ``cfg.early_stopping`` epochs have passed since the best one."""
-        return bool(cfg.early_stopping) and epochs_done - best_epoch >= cfg.early_stopping
+def check_resumable(cfg: TrainConfig, ck: dict[str, Any], path: Path) -> None:
+    """Refuse to continue a saved run under options that would make it a different run."""
+    saved = ck.get("train_config", {})
+    keys = ("model", "epochs", "batch_size", "schedule", "lr", "ema_decay", "soft_targets",
+            "soft_target_weight")  # a run saved before an option
+    changed = [k for k in keys if saved.get(k, getattr(TrainConfig, k)) != asdict(cfg)[k]]  # had its default
+    # A constant or plateau schedule does not depend on the epoch count, so a run may be extended (say from
+    # 30 to its recipe's 50 epochs) and be the same as one planned that long; one-cycle and cosine may not.
+    if changed == ["epochs"] and cfg.schedule in ("constant", "plateau") and cfg.epochs >= ck["epoch"] + 1:
+        changed = []
+    if changed:
+        raise TrainConfigError(f"cannot resume {path}: {', '.join(changed)} differ from the saved run; "
+                               "resume with the same config or start a new --out folder")
 
-    if history and patience_spent(start_epoch):
-        stop_at, stopped = start_epoch, "early stopping"  # a resumed run that had already stopped early
-    last_plot = 0.0  # curves.png is redrawn at most every 30 s and once at the end: a plot costs ~0.3 s
-    epoch = start_epoch
-    while epoch < min(epochs, stop_at):
-        # Each epoch has its own generator, so a resumed run sees exactly the same batches.
-        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.randperm(len(images), generator=g)
-        early = epoch < epochs - cfg.full_size_epochs  # crops / shrunk faces; then whole faces to the end
-        crop = train_size if early else size
-        shrink = cfg.train_resize if early else None
-        model.train()
-        # Running sums stay on the device: reading them every step would stall a GPU.
-        loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False)
-        for step in bar:
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].to(device)
-            x = resize_batch(to_unit(images[idx]), size)
-            y = labels[idx]
-            t = soft[idx] if soft is not None else y  # what the loss fits: class ids or per-face distributions
-            if cfg.augment:
-                x = augment_batch(x, cfg.aug, g, crop)
-            elif crop != size:
-                off = (size - crop) // 2
-                x = x[..., off : off + crop, off : off + crop]
-            if shrink:
-                x = resize_batch(x, shrink, antialias=True)
-            t2, lam = t, 1.0
-            if cfg.mixup_alpha > 0:
-                x, t, t2, lam = mixup(x, t, cfg.mixup_alpha, g)
-            x = normalize(x, info.in_chans)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits = model(x)
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(x).float()
-            logits = logits.float()
-            loss = lam * F.cross_entropy(logits, t, weight=weights, label_smoothing=cfg.label_smoothing)
-            if lam < 1.0:
-                loss = loss + (1 - lam) * F.cross_entropy(
-                    logits, t2, weight=weights, label_smoothing=cfg.label_smoothing
-                )
-            if teacher is not None:
-                loss = ((1 - cfg.distill_alpha) * loss
-                        + cfg.distill_alpha * distillation_loss(logits, teacher_logits, cfg.distill_temperature))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                update_ema(ema, model, ema_decay_at(cfg.ema_decay, epoch * steps_per_epoch + step))
-            if per_batch:
-                sched.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
-            if progress and (step % 10 == 0 or step == steps_per_epoch - 1):
-                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{float(correct) / seen:.3f}")
 
-        # --- validation, logging, checkpoints ---------------------------------------------------
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": opt.param_groups[0]["lr"],
-            "train_loss": float(loss_sum) / seen,
-            "train_acc": float(correct) / seen,
-        }
+def resume_run(run: Run, ck: dict[str, Any]) -> None:
+    """Continue ``run`` exactly where the checkpoint ``ck`` (last.pt) stopped, and make best.pt agree with it."""
+    cfg = run.cfg
+    check_resumable(cfg, ck, run.out / "last.pt")
+    run.model.load_state_dict(ck["model"])
+    saved_epochs = ck.get("train_config", {}).get("epochs")
+    planned = ck.get("planned_epochs", saved_epochs)
+    run.epochs = planned if planned != saved_epochs else cfg.epochs  # a replanned run keeps its new length
+    if run.epochs != cfg.epochs:  # a cosine LambdaLR's state does not hold its length: lay it out again
+        run.sched, run.per_batch = make_scheduler(replace(cfg, epochs=run.epochs), run.opt, run.steps_per_epoch)
+    if run.ema is not None:
+        run.ema.load_state_dict(ck["ema"])  # saved beside the model whenever ema_decay was on (checked above)
+    run.opt.load_state_dict(ck["optimizer"])
+    run.sched.load_state_dict(ck["scheduler"])
+    run.start_epoch, run.history = ck["epoch"] + 1, ck["history"]
+    run.best_acc, run.best_epoch = ck["best_acc"], ck["best_epoch"]
+    run.resumed_at = run.start_epoch + 1
+    restore_rng(run, ck)
+    if run.dist.main:
+        reconcile_best(run, ck)
+    run.best_acc, run.best_epoch = run.dist.from_main((run.best_acc, run.best_epoch))
+
+
+def restore_rng(run: Run, ck: dict[str, Any]) -> None:
+    """The random state each process had when ``ck`` was saved (rank 0's when the process count changed)."""
+    world = ck.get("world_size", 1)
+    if world != run.dist.world:
+        run.say(f"resuming a run trained on {world} process(es) with {run.dist.world}: the batches are the same, "
+                "the result is not bit for bit the one an uninterrupted run would give")
+    same = run.dist.active and world == run.dist.world
+    torch.set_rng_state(ck["rng_ranks"][run.dist.rank] if same else ck["rng"])
+    if run.device.type == "cuda" and "cuda_rng" in ck:
+        torch.cuda.set_rng_state(ck["cuda_rng_ranks"][run.dist.rank] if same else ck["cuda_rng"], run.device)
+
+
+def score(row: dict[str, Any]) -> float:
+    """What selects the best epoch: validation accuracy, or training accuracy without a validation split."""
+    return row.get("val_acc", row["train_acc"])
+
+
+def reconcile_best(run: Run, ck: dict[str, Any]) -> None:
+    """Make best.pt hold the epoch last.pt names as the best one (rank 0, on resume).
+
+    A kill between the two writes of an epoch leaves them apart: best.pt one epoch ahead of last.pt (the order
+    :func:`save_checkpoint` uses), or behind it (the order before). best.pt is rewritten from the copy of the best
+    weights last.pt keeps or, for a last.pt saved without one, from last.pt's own weights when its epoch is the
+    best; failing both, the run goes on with the epoch best.pt holds as its best, and says so.
+    """
+    claimed, last_epoch, path = run.best_epoch, ck["epoch"] + 1, run.out / "best.pt"
+    if claimed < 1:
+        return
+    try:
+        best = read_checkpoint(path)
+        held = best["epoch"] + 1
+    except CheckpointError:
+        best, held = None, None
+    kept = ck.get("best_model")
+    if kept is None and claimed == last_epoch:
+        kept = ck["ema"] if run.ema is not None else ck["model"]
+    if best is not None and held == claimed:
+        run.best_state = kept if kept is not None else best["model"]
+    elif kept is not None:
+        run.best_state = kept
+        atomic_save(best_payload(run, claimed - 1), path)
+        run.say(f"repaired {path}: it held epoch {held or 'none'}, the run's best is epoch {claimed}; "
+                "rewrote it from the copy last.pt keeps")
+    elif best is not None and held > last_epoch:  # an older last.pt without a copy, one epoch behind best.pt
+        run.say(f"{path} holds epoch {held}, newer than last.pt (the run stopped between the two writes); "
+                f"epoch {held} is trained again and saved if it is still the best")
+    else:
+        run.best_acc, run.best_epoch = (score(run.history[held - 1]), held) if best is not None else (-1.0, -1)
+        run.best_state = best["model"] if best is not None else None
+        run.say(f"{path} holds epoch {held or 'none'}, not the best epoch {claimed} the run recorded, and there is "
+                f"no copy of that one; the run goes on with epoch {held or 'none'} as its best")
+
+
+def training_batch(run: Run, idx: torch.Tensor, g: torch.Generator, crop: int,
+                   shrink: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Faces ``idx`` augmented, cropped or shrunk and mixed: (input, labels, target, mixup's second target, its
+    weight). The targets are class ids, or per-face distributions with soft targets."""
+    cfg, size = run.cfg, run.info.input_size
+    x = resize_batch(to_unit(run.images[idx]), size)
+    y = run.labels[idx]
+    t = run.soft[idx] if run.soft is not None else y
+    if cfg.augment:
+        x = augment_batch(x, cfg.aug, g, crop)
+    elif crop != size:
+        off = (size - crop) // 2
+        x = x[..., off : off + crop, off : off + crop]
+    if shrink:
+        x = resize_batch(x, shrink, antialias=True)
+    t2, lam = t, 1.0
+    if cfg.mixup_alpha > 0:
+        x, t, t2, lam = mixup(x, t, cfg.mixup_alpha, g)
+    return normalize(x, run.info.in_chans), y, t, t2, lam
+
+
+def batch_loss(run: Run, x: torch.Tensor, t: torch.Tensor, t2: torch.Tensor,
+               lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, loss) of one batch: cross-entropy on the (mixed) targets, plus distillation with a teacher."""
+    cfg = run.cfg
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        logits = run.net(x)
+        if run.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = run.teacher(x).float()
+    logits = logits.float()
+    loss = lam * F.cross_entropy(logits, t, weight=run.weights, label_smoothing=cfg.label_smoothing)
+    if lam < 1.0:
+        loss = loss + (1 - lam) * F.cross_entropy(logits, t2, weight=run.weights, label_smoothing=cfg.label_smoothing)
+    if run.teacher is not None:
+        loss = ((1 - cfg.distill_alpha) * loss
+                + cfg.distill_alpha * distillation_loss(logits, teacher_logits, cfg.distill_temperature))
+    return logits, loss
+
+
+def train_one_epoch(run: Run, epoch: int, progress: bool = True) -> EpochStats:
+    """One pass over the training split (``epoch`` is 0-based): every rank takes its shard of each global batch.
+
+    The order of an epoch comes from a generator seeded by the epoch alone, so a resumed run sees exactly the same
+    batches; with several processes each rank augments its shard from a generator of its own.
+    """
+    cfg, dist, size = run.cfg, run.dist, run.info.input_size
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    order = torch.randperm(len(run.images), generator=g)
+    if dist.active:
+        g = torch.Generator().manual_seed((cfg.seed * 100_003 + epoch) * 1_009 + dist.rank)
+    early = epoch < run.epochs - cfg.full_size_epochs  # crops / shrunk faces; then whole faces to the end
+    crop = (cfg.train_crop or size) if early else size
+    shrink = cfg.train_resize if early else None
+    run.net.train()
+    # Running sums stay on the device: reading them every step would stall a GPU.
+    loss_sum, correct, seen = torch.zeros((), device=run.device), torch.zeros((), device=run.device), 0
+    bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch + 1}/{run.epochs}", leave=False,
+               disable=not (progress and dist.main))
+    for step in bar:
+        batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        idx = dist.shard(batch).to(run.device)
+        x, y, t, t2, lam = training_batch(run, idx, g, crop, shrink)
+        logits, loss = batch_loss(run, x, t, t2, lam)
+        run.opt.zero_grad(set_to_none=True)
+        # DDP averages the ranks' gradients; weighting each by its share of the batch makes that the batch mean.
+        (loss * (len(idx) * dist.world / len(batch)) if dist.active else loss).backward()
+        run.opt.step()
+        if run.ema is not None:
+            update_ema(run.ema, run.model, ema_decay_at(cfg.ema_decay, epoch * run.steps_per_epoch + step))
+        if run.per_batch:
+            run.sched.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if progress and (step % 10 == 0 or step == run.steps_per_epoch - 1):
+            bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{float(correct) / seen:.3f}")
+    total = dist.all_sum(torch.stack([loss_sum.double(), correct.double(), torch.tensor(seen, dtype=torch.float64,
+                                                                                         device=run.device)]))
+    return EpochStats(loss=float(total[0]) / float(total[2]), accuracy=float(total[1]) / float(total[2]),
+                      samples=int(total[2]))
+
+
+def validate(model: nn.Module, val_set: FaceSet, cfg: TrainConfig, info: ModelInfo) -> EvalResult:
+    """Loss, accuracy and macro-F1 of ``model`` on ``val_set`` (with ``cfg.val_tta``)."""
+    probs = predict_proba(model, val_set.images, tta=cfg.val_tta, input_size=info.input_size,
+                          in_chans=info.in_chans, bf16=cfg.bf16)
+    loss = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), torch.from_numpy(val_set.labels)))
+    m = classification_metrics(val_set.labels, probs.argmax(1), val_set.classes)
+    return EvalResult(loss=loss, accuracy=m["accuracy"], macro_f1=m["macro_f1"])
+
+
+def record_epoch(run: Run, epoch: int, stats: EpochStats, val_set: FaceSet | None,
+                 replan: Callable[[list[dict[str, Any]], int], int] | None) -> bool:
+    """Validate, log the epoch's history row, track the best epoch and let ``replan`` shorten the run.
+
+    Rank 0 validates, times and replans; every rank then applies rank 0's row, so all take the same decisions.
+    Returns whether this epoch is the best so far.
+    """
+    row, epochs = None, run.epochs
+    if run.dist.main:
+        row = {"epoch": epoch + 1, "lr": run.opt.param_groups[0]["lr"], "train_loss": stats.loss,
+               "train_acc": stats.accuracy}
         if val_set is not None and len(val_set):
-            probs = predict_proba(shipped, val_set.images, tta=cfg.val_tta, input_size=size,
-                                  in_chans=info.in_chans, bf16=cfg.bf16)
-            row["val_loss"] = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)),
-                                               torch.from_numpy(val_set.labels)))
-            m = classification_metrics(val_set.labels, probs.argmax(1), classes)
-            row["val_acc"], row["val_macro_f1"] = m["accuracy"], m["macro_f1"]
-            if not per_batch:
-                sched.step(row["val_acc"])
-        score = row.get("val_acc", row["train_acc"])
-        improved = score > best_acc
-        if improved:
-            best_acc, best_epoch = score, epoch + 1
-        row["elapsed_s"] = time.time() - t_start
-        history.append(row)
+            ev = validate(run.shipped, val_set, run.cfg, run.info)
+            row.update(val_loss=ev.loss, val_acc=ev.accuracy, val_macro_f1=ev.macro_f1)
+        row["elapsed_s"] = time.time() - run.t_start
         if replan is not None and epoch + 1 < epochs:
-            shorter = max(epoch + 1, min(epochs, replan(history, epochs)))
-            if shorter < epochs:
-                tqdm.write(f"replanned: {shorter} epochs instead of {epochs}, to stay inside the budget")
-                epochs = shorter
-                if per_batch:
-                    sched, _ = make_scheduler(replace(cfg, epochs=epochs), opt, steps_per_epoch,
-                                              done_steps=(epoch + 1) * steps_per_epoch)
+            epochs = max(epoch + 1, min(epochs, replan([*run.history, row], epochs)))
+            if epochs < run.epochs:
+                run.say(f"replanned: {epochs} epochs instead of {run.epochs}, to stay inside the budget")
         if replan is not None:  # every row of a replanned run says how long the run is planned to be
             row["planned_epochs"] = epochs
-        state = {
-            **meta, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
-            "rng": torch.get_rng_state(), "train_config": asdict(cfg), "planned_epochs": epochs,
-        }
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        if device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(device)
-        atomic_save(state, out / "last.pt")
-        if improved:
-            atomic_save({**meta, "model": shipped.state_dict(), "epoch": epoch, "best_acc": best_acc,
-                         "train_config": asdict(cfg)}, out / "best.pt")
-        replot = time.time() - last_plot > 30
-        write_history(history, out, plot=replot)
-        last_plot = time.time() if replot else last_plot
-        if progress:
-            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-            tqdm.write(shown + (" *" if improved else ""))
-        if patience_spent(epoch + 1):
-            tqdm.write(f"early stopping: no improvement for {cfg.early_stopping} epochs")
-            stopped = "early stopping"
-            break
-        # The last epoch's duration predicts the next one's: stop rather than overrun the limit.
-        epoch_s = row["elapsed_s"] - (history[-2]["elapsed_s"] if len(history) > 1 else 0.0)
-        if cfg.time_limit_s and epoch + 1 < min(epochs, stop_at) and row["elapsed_s"] + epoch_s > cfg.time_limit_s:
-            tqdm.write(f"time limit: {row['elapsed_s']:.0f} s spent, another epoch would pass {cfg.time_limit_s:g} s")
-            stopped = "time limit"
-            break
-        epoch += 1
-    if history:
-        write_history(history, out)  # the final curves.png
-    return {"best_acc": best_acc, "best_epoch": best_epoch, "epochs_run": len(history), "planned_epochs": epochs,
-            "elapsed_s": history[-1]["elapsed_s"] if history else 0.0, "out_dir": str(out), "stopped": stopped,
-            "resumed_at": resumed_at if len(history) > start_epoch else None}  # None also when nothing was left
+    row, epochs = run.dist.from_main((row, epochs))
+    if not run.per_batch and "val_acc" in row:
+        run.sched.step(row["val_acc"])
+    improved = score(row) > run.best_acc
+    if improved:
+        run.best_acc, run.best_epoch = score(row), epoch + 1
+    run.history.append(row)
+    if epochs < run.epochs:
+        run.epochs = epochs
+        if run.per_batch:  # the schedule continues on the curve of the shorter run
+            run.sched, _ = make_scheduler(replace(run.cfg, epochs=epochs), run.opt, run.steps_per_epoch,
+                                          done_steps=(epoch + 1) * run.steps_per_epoch)
+    return improved
+
+
+def best_payload(run: Run, epoch: int) -> dict[str, Any]:
+    """best.pt's content: the best epoch's shipped weights (``epoch`` 0-based) and what rebuilds the model."""
+    return {**run.meta, "model": run.best_state, "epoch": epoch, "best_acc": run.best_acc,
+            "train_config": asdict(run.cfg)}
+
+
+def save_checkpoint(run: Run, epoch: int, improved: bool) -> None:
+    """best.pt (when ``epoch`` is the best so far), then last.pt, each atomically; rank 0 writes, all ranks call.
+
+    best.pt goes first: last.pt names the best epoch, so it must never name one best.pt does not hold yet. last.pt
+    also keeps a copy of the best weights, from which ``--resume`` repairs a best.pt a kill left one epoch ahead.
+    """
+    rng = run.dist.gather(torch.get_rng_state())  # every rank's, for an exact resume on as many processes
+    cuda_rng = run.dist.gather(torch.cuda.get_rng_state(run.device)) if run.device.type == "cuda" else None
+    if not run.dist.main:
+        return
+    if improved:
+        run.best_state = {k: v.detach().clone() for k, v in run.shipped.state_dict().items()}
+        atomic_save(best_payload(run, epoch), run.out / "best.pt")
+    state = {
+        **run.meta, "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(), "epoch": epoch, "history": run.history, "best_acc": run.best_acc,
+        "best_epoch": run.best_epoch, "rng": rng[0], "train_config": asdict(run.cfg), "planned_epochs": run.epochs,
+        "world_size": run.dist.world,
+    }
+    if run.best_state is not None:
+        state["best_model"] = run.best_state
+    if run.ema is not None:
+        state["ema"] = run.ema.state_dict()
+    if cuda_rng is not None:
+        state["cuda_rng"] = cuda_rng[0]
+    if run.dist.active:
+        state["rng_ranks"] = rng
+        if cuda_rng is not None:
+            state["cuda_rng_ranks"] = cuda_rng
+    atomic_save(state, run.out / "last.pt")
+
+
+def log_epoch(run: Run, improved: bool, progress: bool) -> None:
+    """history.csv / .json (curves.png at most every 30 s: a plot costs ~0.3 s) and the epoch's row on screen."""
+    if not run.dist.main:
+        return
+    replot = time.time() - run.last_plot > 30
+    write_history(run.history, run.out, plot=replot)
+    run.last_plot = time.time() if replot else run.last_plot
+    if progress:
+        row = run.history[-1]
+        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        tqdm.write(shown + (" *" if improved else ""))
+
+
+def patience_spent(run: Run, epochs_done: int) -> bool:
+    """Early stopping's test: ``cfg.early_stopping`` epochs have passed since the best one."""
+    return bool(run.cfg.early_stopping) and epochs_done - run.best_epoch >= run.cfg.early_stopping
+
+
+def stop_reason(run: Run, epoch: int, stop_at: float) -> str | None:
+    """Why the run stops after ``epoch`` (0-based) short of its plan: 'early stopping', 'time limit' or None."""
+    if patience_spent(run, epoch + 1):
+        run.say(f"early stopping: no improvement for {run.cfg.early_stopping} epochs")
+        return "early stopping"
+    # The last epoch's duration predicts the next one's: stop rather than overrun the limit.
+    elapsed = run.history[-1]["elapsed_s"]
+    epoch_s = elapsed - (run.history[-2]["elapsed_s"] if len(run.history) > 1 else 0.0)
+    limit = run.cfg.time_limit_s
+    if limit and epoch + 1 < min(run.epochs, stop_at) and elapsed + epoch_s > limit:
+        run.say(f"time limit: {elapsed:.0f} s spent, another epoch would pass {limit:g} s")
+        return "time limit"
+    return None
+
+
+def run_result(run: Run, stopped: str | None) -> TrainResult:
+    """The :class:`TrainResult` of ``run`` as it stands."""
+    hist = run.history
+    best = hist[run.best_epoch - 1] if 1 <= run.best_epoch <= len(hist) else {}
+    return TrainResult(
+        best_acc=run.best_acc, best_epoch=run.best_epoch, best_macro_f1=best.get("val_macro_f1"),
+        epochs_run=len(hist), planned_epochs=run.epochs, elapsed_s=hist[-1]["elapsed_s"] if hist else 0.0,
+        out_dir=str(run.out), weights=str(run.out / "best.pt"), stopped=stopped,
+        resumed_at=run.resumed_at if len(hist) > run.start_epoch else None,  # None also when nothing was left
+        processes=run.dist.world, history=list(hist),
+    )
+
+
+def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet | None = None, resume: bool = False,
+          progress: bool = True, stop_after: int | None = None,
+          replan: Callable[[list[dict[str, Any]], int], int] | None = None,
+          targets: np.ndarray | None = None) -> TrainResult:
+    """Train ``cfg.model`` on ``train_set``; select the best epoch on ``val_set``.
+
+    ``stop_after`` ends this call after that many epochs (the run can be resumed later). ``replan(history,
+    epochs)``, called after each epoch, may shorten the run to fewer epochs (never below those done): the schedule
+    then continues on the curve of the shorter run and a crop recipe's whole-face epochs move forward with its
+    end (``emoscope.budget`` uses it to keep a run inside a wall-clock budget when its epochs slow down).
+    ``targets`` (with ``cfg.soft_targets``) holds a class distribution per training face, e.g. FER+ vote shares;
+    a face's row of zeros means "none", and that face learns its label alone.
+
+    Started by torchrun on several processes, the run is one run spread over them: ``cfg.batch_size`` is the
+    global batch, each process trains on its shard of it, gradients are summed, and rank 0 validates and saves.
+    """
+    with process_group(resolve_device(cfg.device).type) as dist:
+        run = prepare_run(cfg, train_set, targets, resume, dist)
+        stop_at = math.inf if stop_after is None else run.start_epoch + stop_after
+        # A resumed run that had already stopped early trains no more.
+        stopped = "early stopping" if run.history and patience_spent(run, run.start_epoch) else None
+        epoch = run.start_epoch
+        while stopped is None and epoch < min(run.epochs, stop_at):
+            stats = train_one_epoch(run, epoch, progress)
+            improved = record_epoch(run, epoch, stats, val_set, replan)
+            save_checkpoint(run, epoch, improved)
+            log_epoch(run, improved, progress)
+            stopped = stop_reason(run, epoch, stop_at)
+            epoch += 1
+        if run.history and dist.main:
+            write_history(run.history, run.out)  # the final curves.png
+        dist.barrier()  # every file is written when any rank returns
+        return run_result(run, stopped)
 
 
 def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
