@@ -21,7 +21,7 @@ The shortest use::
 """
 
 from .outputs import CaptureTrigger, CsvLog, EmotionSummary, Timeline, display_available
-from .run import FrameResult, VideoReport, analyze, run_video
+from .run import FaceTable, FrameResult, VideoReport, analyze, run_video
 from .shots import ShotDetector
 from .smoothing import SMOOTHING, CausalHmm, HmmParams, posteriors, viterbi
 from .sources import VIDEO_EXTENSIONS, Frame, FrameSource, VideoSourceError, open_source
@@ -30,7 +30,7 @@ from .writer import VIDEO_CODECS, VideoOut
 
 __all__ = [
     "SMOOTHING", "VIDEO_CODECS", "VIDEO_EXTENSIONS", "CaptureTrigger", "CausalHmm", "CsvLog", "EmotionSummary",
-    "FaceTracker", "Frame", "FrameResult", "FrameSource", "HmmParams", "ShotDetector", "TrackedFace", "Timeline",
-    "VideoOut", "VideoReport", "VideoSourceError", "analyze", "box_iou", "display_available", "open_source",
-    "posteriors", "run_video", "viterbi",
+    "FaceTable", "FaceTracker", "Frame", "FrameResult", "FrameSource", "HmmParams", "ShotDetector", "TrackedFace",
+    "Timeline", "VideoOut", "VideoReport", "VideoSourceError", "analyze", "box_iou", "display_available",
+    "open_source", "posteriors", "run_video", "viterbi",
 ]

@@ -65,14 +65,70 @@ def analyze(source: Iterable[Frame], recognizer: Recognizer, tracker: FaceTracke
             yield FrameResult(frame, last, False, tracker.shot, cut)
 
 
+class FaceTable:
+    """Every tracked face of every analysed frame, stored compactly (about 100 bytes per face per frame:
+    numbers, not dicts), so a long file's offline smoothing and tables stay small in memory.
+
+    :meth:`resmooth` replaces the causal labels by the whole-track Viterbi path and forward-backward
+    posteriors; :meth:`frames` gives back :class:`TrackedFace` lists per analysed frame; :meth:`rows` flat dicts.
+    """
+
+    def __init__(self, classes: tuple[str, ...]) -> None:
+        self.classes = classes
+        self.frame_info: list[tuple[int, float, int, int, int]] = []  # index, t, shot, first entry, n entries
+        self.track: list[int] = []
+        self.box: list[tuple[int, int, int, int]] = []
+        self.score: list[float] = []
+        self.raw: list[np.ndarray] = []
+        self.smooth: list[np.ndarray] = []
+        self.label: list[int] = []
+
+    def add(self, frame: Frame, faces: list[TrackedFace], shot: int) -> None:
+        self.frame_info.append((frame.index, frame.t, shot, len(self.track), len(faces)))
+        for f in faces:
+            self.track.append(f.track_id)
+            self.box.append(tuple(int(v) for v in f.box))
+            self.score.append(float(f.score))
+            self.raw.append(np.array([f.probs.get(c, 0.0) for c in self.classes], np.float32))
+            self.smooth.append(np.array([f.smoothed.get(c, 0.0) for c in self.classes], np.float32))
+            self.label.append(self.classes.index(f.label) if f.label in self.classes else 0)
+
+    def resmooth(self, tracker: FaceTracker) -> None:
+        """Whole-track smoothing: Viterbi labels and forward-backward probabilities, track by track."""
+        times = np.repeat([t for _, t, _, _, n in self.frame_info], [n for *_, n in self.frame_info])
+        tracks = np.asarray(self.track)
+        for tid in np.unique(tracks):
+            idx = np.flatnonzero(tracks == tid)
+            probs = np.stack([self.raw[i] for i in idx]).astype(np.float64)
+            path, post = viterbi(probs, times[idx], tracker.hmm), posteriors(probs, times[idx], tracker.hmm)
+            for i, k, p in zip(idx, path, post):
+                self.label[i], self.smooth[i] = int(k), p.astype(np.float32)
+
+    def _face(self, i: int, shot: int) -> TrackedFace:
+        c = self.classes
+        return TrackedFace(self.track[i], self.box[i], self.score[i], dict(zip(c, self.raw[i].tolist())),
+                           dict(zip(c, self.smooth[i].tolist())), c[self.label[i]], shot)
+
+    def frames(self) -> Iterator[tuple[Frame, list[TrackedFace], int]]:
+        """(frame without its picture, its faces, its shot) per analysed frame, in order."""
+        empty = np.empty((0,), np.uint8)
+        for index, t, shot, first, n in self.frame_info:
+            yield Frame(index, t, empty), [self._face(i, shot) for i in range(first, first + n)], shot
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat dict per face per analysed frame (the CSV's columns)."""
+        return [_row(frame, f, self.classes) for frame, faces, _ in self.frames() for f in faces]
+
+
 @dataclass
 class VideoReport:
     """What a :func:`run_video` call did, and what it found.
 
-    ``rows``: one dict per face per analysed frame (``time_s, frame, shot, track_id, x, y, w, h, score, label,
-    confidence``, then ``raw_<emotion>`` and ``smooth_<emotion>``; shots and faces numbered from 1), kept for
-    files (``keep_rows``). ``summary["tracks"]``: per face, the share of time in each emotion, the dominant one,
-    its confidence and the number of label changes. :meth:`to_frame` gives either as a pandas DataFrame.
+    :attr:`rows`: one dict per face per analysed frame (``time_s, frame, shot, track_id, x, y, w, h, score,
+    label, confidence``, then ``raw_<emotion>`` and ``smooth_<emotion>``; shots and faces numbered from 1),
+    kept for files (``keep_rows``). :attr:`tracks`: one dict per face (track): the share of time in each
+    emotion, the dominant one, its confidence and the number of label changes. :meth:`to_frame` gives either
+    as a pandas DataFrame. ``summary`` holds the same per-track figures nested, plus the shots.
     """
 
     source: str
@@ -86,13 +142,18 @@ class VideoReport:
     summary_text: str = ""
     captures: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
     cuts: list[float] = field(default_factory=list)
+    table: FaceTable | None = field(default=None, repr=False)
 
     @property
     def fps(self) -> float:
         """Frames processed per second of wall time."""
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per face per analysed frame ([] when rows were not kept)."""
+        return self.table.rows() if self.table is not None else []
 
     @property
     def tracks(self) -> list[dict[str, Any]]:
@@ -118,45 +179,14 @@ class VideoReport:
         return pd.DataFrame(self.rows if kind == "faces" else self.tracks)
 
 
-@dataclass
-class _Analysed:
-    """The analysed frames of a file, kept for the offline smoothing and the second pass."""
-
-    frames: list[tuple[Frame, list[TrackedFace], int]] = field(default_factory=list)
-
-    def add(self, res: FrameResult) -> None:
-        img = np.empty((0,), np.uint8)  # the picture is not kept: a second pass reads it again
-        self.frames.append((Frame(res.frame.index, res.frame.t, img), res.faces, res.shot))
-
-    def resmooth(self, tracker: FaceTracker) -> None:
-        """Replace each track's causal labels by the whole-track Viterbi path and forward-backward posteriors."""
-        by_track: dict[int, list[tuple[float, TrackedFace]]] = {}
-        for frame, faces, _ in self.frames:
-            for f in faces:
-                by_track.setdefault(f.track_id, []).append((frame.t, f))
-        for items in by_track.values():
-            cls = tracker.classes or tuple(items[0][1].probs)
-            probs = np.array([[f.probs.get(c, 0.0) for c in cls] for _, f in items])
-            times = np.array([t for t, _ in items])
-            path, post = viterbi(probs, times, tracker.hmm), posteriors(probs, times, tracker.hmm)
-            for (_, f), k, p in zip(items, path, post):
-                f.label = cls[int(k)]
-                f.smoothed = {c: float(v) for c, v in zip(cls, p)}
-
-    def faces_at(self) -> dict[int, list[TrackedFace]]:
-        """Frame index -> the faces to draw on it (analysed frames only; others carry the last ones)."""
-        return {frame.index: faces for frame, faces, _ in self.frames}
-
-
 class _Outputs:
-    """The per-frame outputs of one run: summary, timeline, CSV rows (and file), captures, video, window."""
+    """The per-frame outputs of one run: summary, timeline, CSV file, captures."""
 
-    def __init__(self, classes: tuple[str, ...], dt: float, csv_path: str | Path | None, keep_rows: bool,
+    def __init__(self, classes: tuple[str, ...], dt: float, csv_path: str | Path | None,
                  capture: CaptureTrigger | None) -> None:
-        self.classes, self.dt, self.keep_rows, self.capture = classes, dt, keep_rows, capture
+        self.classes, self.dt, self.capture = classes, dt, capture
         self.summary, self.timeline = EmotionSummary(classes), Timeline(classes)
         self.log = CsvLog(csv_path, classes) if csv_path else None
-        self.rows: list[dict[str, Any]] = []
         self.captures: list[str] = []
 
     def add(self, frame: Frame, faces: list[TrackedFace], shot: int) -> None:
@@ -165,8 +195,6 @@ class _Outputs:
         self.timeline.add(faces, frame.t, self.dt)
         if self.log:
             self.log.add(frame, faces, shot)
-        if self.keep_rows:
-            self.rows.extend(_row(frame, f, self.classes) for f in faces)
 
     def close(self) -> None:
         if self.log:
@@ -209,53 +237,52 @@ def run_video(
     the smile-triggered ``capture`` and the window always use the causal labels, as they happen.
     """
     tracker = tracker or FaceTracker(classes=recognizer.classes)
-    tracker.classes = tracker.classes or recognizer.classes
+    tracker.classes = tuple(tracker.classes or recognizer.classes)
     live = bool(getattr(source, "live", False))
     offline = (tracker.smoothing == "hmm" and not live) if offline is None else offline
     keep = (not live) if keep_rows is None else keep_rows
     detector = ShotDetector() if shots is True else (shots or None)
     audio = getattr(source, "path", None) if getattr(source, "has_audio", False) else None
     writer = VideoOut(out, source.fps, audio) if out else None
-    outs = _Outputs(tuple(tracker.classes), every / source.fps, None if offline else csv_path, keep and not offline,
-                    capture)
-    store = _Analysed() if offline else None
+    outs = _Outputs(tracker.classes, every / source.fps, None if offline else csv_path, capture)
+    table = FaceTable(tracker.classes) if (offline or keep) else None
     report = VideoReport(source.describe())
     start = time.perf_counter()
     try:
-        _first_pass(source, recognizer, tracker, every, max_frames, detector, outs, store,
+        _first_pass(source, recognizer, tracker, every, max_frames, detector, outs, table, offline,
                     None if offline else writer, show, on_frame, report)
     finally:
         source.close()
         outs.close()
         if show:
             cv2.destroyAllWindows()
-    if store is not None:
-        outs = _finish_offline(store, tracker, outs, csv_path, keep, capture)
+    if offline and table is not None:
+        outs = _finish_offline(table, tracker, outs, csv_path)
         if writer:
-            _second_pass(source, store, writer, report.frames)
+            _second_pass(source, table, writer, report.frames)
     if writer:
         writer.close()
     report.wall_s = time.perf_counter() - start
     report.skipped, report.problems = source.skipped, list(source.problems)
     report.summary, report.summary_text = outs.summary.as_dict(), outs.summary.format()
-    report.rows, report.captures = outs.rows, outs.captures
+    report.captures, report.table = outs.captures, table if keep else None
     report.cuts = list(detector.cuts) if detector else []
     _note_outputs(report, out, csv_path, outs.timeline, timeline_png, source.name)
     return report
 
 
 def _first_pass(source: FrameSource, recognizer: Recognizer, tracker: FaceTracker, every: int,
-                max_frames: int | None, detector: ShotDetector | None, outs: _Outputs, store: _Analysed | None,
-                writer: VideoOut | None, show: bool, on_frame: Any, report: VideoReport) -> None:
+                max_frames: int | None, detector: ShotDetector | None, outs: _Outputs, table: FaceTable | None,
+                offline: bool, writer: VideoOut | None, show: bool, on_frame: Any, report: VideoReport) -> None:
     """The analysis loop: every frame once; streamed outputs are written here, offline ones only stored."""
     for res in analyze(source, recognizer, tracker, every, max_frames, detector):
         report.frames += 1
         report.seconds = res.frame.t
         if res.analysed:
             report.analysed += 1
-            if store is not None:
-                store.add(res)
-            else:
+            if table is not None:
+                table.add(res.frame, res.faces, res.shot)
+            if not offline:
                 outs.add(res.frame, res.faces, res.shot)
             if outs.capture and (path := outs.capture.update(res.frame, res.faces)):
                 outs.captures.append(str(path))
@@ -271,30 +298,34 @@ def _first_pass(source: FrameSource, recognizer: Recognizer, tracker: FaceTracke
             on_frame(res)
 
 
-def _finish_offline(store: _Analysed, tracker: FaceTracker, first: _Outputs, csv_path: str | Path | None,
-                    keep: bool, capture: CaptureTrigger | None) -> _Outputs:
+def _finish_offline(table: FaceTable, tracker: FaceTracker, first: _Outputs, csv_path: str | Path | None
+                    ) -> _Outputs:
     """Re-smooth every track over its whole length, then count the frames into fresh outputs."""
-    store.resmooth(tracker)
-    outs = _Outputs(first.classes, first.dt, csv_path, keep, capture)
+    table.resmooth(tracker)
+    outs = _Outputs(first.classes, first.dt, csv_path, first.capture)
     outs.captures = first.captures
     try:
-        for frame, faces, shot in store.frames:
+        for frame, faces, shot in table.frames():
             outs.add(frame, faces, shot)
     finally:
         outs.close()
     return outs
 
 
-def _second_pass(source: FrameSource, store: _Analysed, writer: VideoOut, n_frames: int) -> None:
+def _second_pass(source: FrameSource, table: FaceTable, writer: VideoOut, n_frames: int) -> None:
     """Read the file again and write each frame with its final (offline-smoothed) faces."""
     again = open_source(getattr(source, "path", source.name), fps=getattr(source, "fixed_fps", source.fps))
-    faces_at = store.faces_at()
+    analysed = table.frames()
+    nxt = next(analysed, None)
     faces: list[TrackedFace] = []
     try:
         for n, frame in enumerate(again):
             if n >= n_frames:
                 break
-            faces = faces_at.get(frame.index, faces)
+            while nxt is not None and nxt[0].index <= frame.index:
+                if nxt[0].index == frame.index:
+                    faces = nxt[1]
+                nxt = next(analysed, None)
             writer.write(draw_faces(frame.image, faces), frame.t)
     finally:
         again.close()
