@@ -348,6 +348,15 @@ def test_page_at_size(shared_server, browser, tmp_path, size):
     page.wait_for_function("() => /rows?\\)/.test(document.getElementById('server-info').textContent)")
     assert footer_rows(page) == rows_before
     no_sideways_scroll = "() => document.documentElement.scrollWidth <= window.innerWidth"
+    # box labels are readable on every emotion's colour (contrast ratio of at least 4.5:1)
+    ratios = page.evaluate("""() => Object.entries(COLORS).map(([e, c]) => {
+        const lum = (h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16) / 255)
+            .map((v) => (v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4))
+            .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+        const [a, b] = [lum(c), lum(inkFor(c))].sort((x, y) => y - x);
+        return [e, (a + 0.05) / (b + 0.05)];
+    })""")  # fmt: skip
+    assert all(r >= 4.5 for _, r in ratios), ratios
 
     # photo: two faces, numbered 1 and 2 on the boxes the page draws and on the cards, the same numbers on both
     page.get_by_label("Log to mood diary").nth(1).check()
