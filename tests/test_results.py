@@ -77,8 +77,10 @@ def test_markdown_sections_columns_and_commands():
     assert "| epochs=30, lr=0.001 |" in md and "25.0 min" in md
     assert "1. `python x.py --a`" in md and "2. `python x.py --b`" in md
     assert "m\\|pipe" in md  # pipes escaped
-    table = [ln for ln in md.splitlines() if ln.startswith("| fer2013")]
+    table = [ln for ln in md.splitlines() if "| fer2013 |" in ln]
     assert len(table) == 3 and all(ln.count("|") == table[0].count("|") for ln in table[:2])
+    assert table[0].count("|") == 10  # per-class F1 sits in its own table, not 7 more columns here
+    assert "| 1 | m\\|pipe | 0.900 | 0.100 |" in md  # '#' links it to the row of the results table
 
 
 def test_record_writes_store_and_markdown(tmp_path):
@@ -88,9 +90,32 @@ def test_record_writes_store_and_markdown(tmp_path):
     st = ResultsStore(store)
     assert len(st.rows) == 2 and st.rows[0].accuracy == 0.8
     text = md.read_text()
-    assert "0.8000" in text and "gudi_tflearn" in text
+    assert "| [reproduce](results/reproduce.md) | 2 | pytorch_4conv (fer2013) |" in text and "0.8000" in text
+    details = (tmp_path / "results" / "reproduce.md").read_text()
+    assert "gudi_tflearn" in details and "0.8000" in details
     record(row(model="x"), store, None)  # markdown skipped
-    assert "| x |" not in md.read_text()
+    assert "| x |" not in (tmp_path / "results" / "reproduce.md").read_text()
+
+
+def test_summary_links_one_details_file_per_experiment_and_drops_stale_ones(tmp_path):
+    from emoscope.results import details_dir, experiment_slug
+
+    md = tmp_path / "RESULTS.md"
+    st = ResultsStore(tmp_path / "results.json")
+    st.upsert(row(experiment="classic baselines", model="hog + svc", acc=0.58))
+    st.upsert(row(experiment="classic baselines", model="raw + rf", acc=0.48))
+    st.upsert(row(experiment="reproduce: fer6"))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "gone.md").write_text("an experiment no longer in the store")
+    st.write_markdown(md)
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["classic_baselines.md", "reproduce_fer6.md"]
+    summary = md.read_text()
+    assert "| [classic baselines](results/classic_baselines.md) | 2 | hog + svc (fer2013) |" in summary
+    assert "| [reproduce: fer6](results/reproduce_fer6.md) | 1 |" in summary
+    assert "raw + rf" not in summary and "raw + rf" in (tmp_path / "results" / "classic_baselines.md").read_text()
+    assert experiment_slug("previous default model (v2, replaced)") == "previous_default_model_v2_replaced"
+    # side-by-side stores in one folder (benchmarks/gpu_reproduce.py) each get their own details folder
+    assert details_dir(tmp_path / "opt_adam.md") == tmp_path / "opt_adam"
 
 
 def test_a_whole_recipe_run_drops_the_time_limited_runs_of_that_recipe_only_when_asked(tmp_path, capsys):

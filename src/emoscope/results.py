@@ -1,5 +1,8 @@
 """The results table: benchmark scripts append rows to a JSON store; ``RESULTS.md`` is rendered from it.
 
+``RESULTS.md`` is a short summary (one line per experiment); each experiment's full tables go to
+``results/<experiment>.md`` beside it, so no page holds every column of every row.
+
 A row is identified by (experiment, dataset, setting, model, params): writing the same experiment again
 replaces its row instead of duplicating it. Every row carries the exact command that produced it, so any
 number in ``RESULTS.md`` can be re-run.
@@ -144,14 +147,69 @@ class ResultsStore:
         os.replace(tmp, self.path)
         return self.path
 
-    def to_markdown(self, title: str = "Benchmark results") -> str:
-        return render_markdown(self.rows, title, source=self.path.name)
+    def to_markdown(self, title: str = "Benchmark results", details: str = "results") -> str:
+        """The summary page: one line per experiment, linking to its file in ``details`` (:func:`render_summary`)."""
+        return render_summary(self.rows, title, source=self.path.name, details=details)
 
     def write_markdown(self, path: str | Path = DEFAULT_MARKDOWN, title: str = "Benchmark results") -> Path:
+        """Write the summary to ``path`` and one details file per experiment to :func:`details_dir` (``path``).
+
+        Details files of experiments no longer in the store are removed (the folder holds only generated files).
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_markdown(title))
+        folder = details_dir(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = set()
+        for exp, group in by_experiment(self.rows).items():
+            detail = folder / f"{experiment_slug(exp)}.md"
+            detail.write_text(render_markdown(group, exp, source=f"../{self.path.name}"))
+            written.add(detail.name)
+        for stale in folder.glob("*.md"):
+            if stale.name not in written:
+                stale.unlink()
+        path.write_text(self.to_markdown(title, folder.name))
         return path
+
+
+def details_dir(markdown: str | Path) -> Path:
+    """The folder beside a summary page that holds its experiments' files: ``RESULTS.md`` -> ``results/``.
+
+    Each summary gets its own folder, so stores kept side by side in one folder never remove each other's files.
+    """
+    markdown = Path(markdown)
+    return markdown.parent / markdown.stem.lower()
+
+
+def experiment_slug(experiment: str) -> str:
+    """File stem of an experiment's details file: ``classic baselines`` -> ``classic_baselines``."""
+    return re.sub(r"[^a-z0-9]+", "_", experiment.lower()).strip("_") or "experiment"
+
+
+def by_experiment(rows: Iterable[ResultRow]) -> dict[str, list[ResultRow]]:
+    """Rows grouped by experiment, in the order each experiment first appears."""
+    groups: dict[str, list[ResultRow]] = {}
+    for r in rows:
+        groups.setdefault(r.experiment, []).append(r)
+    return groups
+
+
+def render_summary(rows: Sequence[ResultRow], title: str = "Benchmark results", source: str = "results.json",
+                   details: str = "results") -> str:
+    """A short page: per experiment, how many rows, its most accurate row and a link to its file in ``details``."""
+    lines = [f"# {title}", "",
+             f"Generated from `{source}` by `emoscope.results`; edit the store (or re-run the command), not this file.",
+             "Each experiment's full table (parameters, training time, per-class F1, the command of every row) is in",
+             f"its own file under [`{details}/`]({details}/). Accuracy is on the test split each row names.",
+             "Rows whose notes say *reduced run* trained on a sample sized for a 2-core CPU: they compare recipes",
+             "with each other, not with the published results.", "",
+             "| experiment | rows | most accurate row | setting | accuracy | macro-F1 |",
+             "|---|---:|---|---|---:|---:|"]
+    for exp, group in by_experiment(rows).items():
+        best = max(group, key=lambda r: r.accuracy)
+        link = f"[{_cell(exp)}]({details}/{experiment_slug(exp)}.md)"
+        lines.append(f"| {link} | {len(group)} | {_cell(best.model)} ({_cell(best.dataset)}) | {_cell(best.setting)} "
+                     f"| {best.accuracy:.4f} | {best.macro_f1:.4f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(v: Any) -> str:
@@ -167,39 +225,46 @@ def _cell(text: str) -> str:
 
 
 def render_markdown(rows: Sequence[ResultRow], title: str = "Benchmark results", source: str = "results.json") -> str:
-    """One section per experiment: a table with accuracy, macro-F1, per-class F1 and numbered commands."""
+    """One section per experiment: a results table, a per-class F1 table, the notes and numbered commands."""
     lines = [f"# {title}", "",
              f"Generated from `{source}` by `emoscope.results`; edit the store (or re-run the command), not this file.",
              ""]
-    experiments: dict[str, list[ResultRow]] = {}
-    for r in rows:
-        experiments.setdefault(r.experiment, []).append(r)
-    for exp, group in experiments.items():
-        names = {c for r in group for c in r.per_class_f1}
-        classes = [c for c in EMOTIONS if c in names] + sorted(names - set(EMOTIONS))
-        lines += [f"## {exp}", ""]
-        head = ["dataset", "setting", "model", "params", "train time", "accuracy", "macro-F1",
-                *[f"F1 {c}" for c in classes], "cmd"]
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "|".join(["---"] * 4 + ["---:"] * (3 + len(classes)) + ["---"]) + "|")
-        commands: list[str] = []
-        for r in group:
-            if r.command and r.command not in commands:
-                commands.append(r.command)
-            ref = f"[{commands.index(r.command) + 1}]" if r.command else "-"
-            params = ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items()) or "-"
-            t = "-" if r.train_time_s is None else _duration(r.train_time_s)
-            f1s = [f"{r.per_class_f1[c]:.3f}" if c in r.per_class_f1 else "-" for c in classes]
-            cells = [r.dataset, r.setting, r.model, params, t, f"{r.accuracy:.4f}", f"{r.macro_f1:.4f}", *f1s, ref]
-            lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
-        notes = list(dict.fromkeys(f"- {r.model} ({r.setting}): {r.notes}" for r in group if r.notes))
-        if notes:
-            lines += ["", *notes]
-        if commands:
-            lines += ["", "Commands:", ""]
-            lines += [f"{i}. `{c}`" for i, c in enumerate(commands, 1)]
-        lines.append("")
+    for exp, group in by_experiment(rows).items():
+        lines += [f"## {exp}", ""] if len(by_experiment(rows)) > 1 or exp != title else []
+        lines += _results_table(group)
     return "\n".join(lines)
+
+
+def _results_table(group: Sequence[ResultRow]) -> list[str]:
+    """Markdown lines for one experiment's rows."""
+    names = {c for r in group for c in r.per_class_f1}
+    classes = [c for c in EMOTIONS if c in names] + sorted(names - set(EMOTIONS))
+    lines = ["| # | dataset | setting | model | params | train time | accuracy | macro-F1 | cmd |",
+             "|---:|---|---|---|---|---:|---:|---:|---|"]
+    commands: list[str] = []
+    for n, r in enumerate(group, 1):
+        if r.command and r.command not in commands:
+            commands.append(r.command)
+        ref = f"[{commands.index(r.command) + 1}]" if r.command else "-"
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items()) or "-"
+        t = "-" if r.train_time_s is None else _duration(r.train_time_s)
+        cells = [n, r.dataset, r.setting, r.model, params, t, f"{r.accuracy:.4f}", f"{r.macro_f1:.4f}", ref]
+        lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
+    if classes:
+        lines += ["", "Per-class F1 (# is the row above):", "",
+                  "| # | model | " + " | ".join(f"F1 {c}" for c in classes) + " |",
+                  "|---:|---|" + "---:|" * len(classes)]
+        for n, r in enumerate(group, 1):
+            f1s = [f"{r.per_class_f1[c]:.3f}" if c in r.per_class_f1 else "-" for c in classes]
+            lines.append("| " + " | ".join(_cell(str(c)) for c in [n, r.model, *f1s]) + " |")
+    notes = list(dict.fromkeys(f"- {r.model} ({r.setting}): {r.notes}" for r in group if r.notes))
+    if notes:
+        lines += ["", *notes]
+    if commands:
+        lines += ["", "Commands:", ""]
+        lines += [f"{i}. `{c}`" for i, c in enumerate(commands, 1)]
+    lines.append("")
+    return lines
 
 
 def _duration(seconds: float) -> str:
@@ -251,5 +316,5 @@ def _locked(store: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-__all__ = ["DEFAULT_MARKDOWN", "DEFAULT_STORE", "STOPPED_EARLY", "ResultRow", "ResultsStore", "current_command",
-           "record", "render_markdown"]
+__all__ = ["DEFAULT_MARKDOWN", "DEFAULT_STORE", "STOPPED_EARLY", "ResultRow", "ResultsStore", "by_experiment",
+           "current_command", "details_dir", "experiment_slug", "record", "render_markdown", "render_summary"]
