@@ -299,3 +299,10 @@ def test_ray_engine_matches_local(media, tmp_path):
     assert np.allclose(a[list(EMOTIONS)], b[list(EMOTIONS)], atol=1e-4)
     workers = set(pd.read_parquet(tmp_path / "ray" / "_inputs")["worker"])  # Ray actors, not this process
     assert workers and str(os.getpid()) not in {w.split(":")[-1] for w in workers}
+
+
+def test_missing_weights_refused_before_any_work(media, tmp_path):
+    with pytest.raises(B.BatchError, match="no such file"):
+        B.run_batch([media / "a.jpg"], tmp_path / "out", B.BatchOptions(weights=str(tmp_path / "nope.pt")),
+                    engine="ray", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -612,6 +612,11 @@ def run_batch(
         raise BatchError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if workers is not None and workers < 1:
         raise BatchError(f"--workers must be >= 1, not {workers}")
+    from .weights import resolve_weights
+
+    weights = resolve_weights(options.weights)
+    if not weights.is_file():  # checked here: a Ray actor's failure to load would read far worse
+        raise BatchError(f"--weights {weights}: no such file (give a .pt or .onnx file, or a shipped model name)")
     files, failures = expand_sources(sources)
     if not files and not failures:
         raise BatchError("no inputs: give photo or video files, folders, globs, or a list file")
@@ -633,8 +638,12 @@ def run_batch(
                disable=(not progress) if progress is not None else None, smoothing=0.1)
     t0 = time.perf_counter()
     try:
-        results = _run_local(out, options, chunks) if engine == "local" else \
-            _run_ray(out, options, chunks, workers, address, report)
+        if not chunks:  # everything was done before: nothing to start (not even Ray)
+            results: Iterable[list[InputResult]] = []
+        elif engine == "local":
+            results = _run_local(out, options, chunks)
+        else:
+            results = _run_ray(out, options, chunks, workers, address, report)
         for rows in results:
             report.add(rows)
             bar.update(len(rows))
@@ -713,9 +722,14 @@ def _run_ray(out: Path, options: BatchOptions, chunks: Sequence[Chunk], workers:
             num_cpus=max(0.01, min(1.0, cpus / n)),
         )  # fmt: skip
         names = _input_schema().names
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-            k = len(batch["source"])
-            yield [InputResult(**{name: _plain(batch[name][i]) for name in names}) for i in range(k)]
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+                k = len(batch["source"])
+                yield [InputResult(**{name: _plain(batch[name][i]) for name in names}) for i in range(k)]
+        except ray.exceptions.RayError as exc:  # a worker could not start or died for good: one line, not Ray's dump
+            lines = [s.strip() for s in str(exc).strip().splitlines() if s.strip()]
+            raise BatchError(f"the Ray run stopped: {lines[-1] if lines else type(exc).__name__} (committed chunks "
+                             "are kept; run the same command again to resume)") from None
     finally:
         if started:
             ray.shutdown()
