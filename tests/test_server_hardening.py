@@ -48,8 +48,11 @@ class ShapeRecorder(FakeRecognizer):
         super().__init__()
         self.shapes: list[tuple[int, ...]] = []
 
+        self.last: np.ndarray | None = None
+
     def predict_arrays(self, arrays):
         self.shapes += [a.shape for a in arrays]
+        self.last = arrays[-1]
         return super().predict_arrays(arrays)
 
 
@@ -270,6 +273,18 @@ def test_photos_with_extreme_aspect_are_refused_and_big_ones_shrunk(store):
 # ------------------------------------------------------------------------------------ decoding
 
 
+def test_16_bit_png_reads_like_predict_does(store):
+    """Issue 25 item 6: a 16-bit gray PNG became pure black and white on the server (one decoder now)."""
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (48, 1))
+    data = cv2.imencode(".png", ramp)[1].tobytes()
+    rec = ShapeRecorder()
+    with make_client(store, recognizer=rec) as c:
+        assert post_photo(c, data).status_code == 200
+    seen = rec.last
+    assert seen.shape == (48, 64, 3) and len(np.unique(seen)) > 32  # a ramp, not two values
+    assert abs(int(seen[0, 32, 0]) - 32 * 65535 // 63 // 257) <= 2
+
+
 def test_jpegs_are_decoded_at_reduced_size_when_shrunk_anyway():
     data = jpeg(1600, 1200)
     info = media.probe(data, 40_000_000)
@@ -297,13 +312,16 @@ def test_exif_rotation_maps_sizes(tmp_path):
 
 
 def test_decoding_a_big_rgba_png_holds_a_fraction_of_the_old_peak(tmp_path):
-    """The 6300 x 6300 RGBA case of issue 25 at 4000 x 4000: decoding used to hold ~3.4 bytes per raw byte."""
-    script = textwrap.dedent("""
-        import io, resource, sys
-        from PIL import Image
+    """The 6300 x 6300 RGBA case of issue 25 at 4000 x 4000: the server's decode used to hold 3.4 bytes per raw
+    byte (548 MB for 6300 x 6300). Measured in a fresh process that only reads the file and decodes it."""
+    from PIL import Image
+
+    path = tmp_path / "big.png"
+    Image.new("RGBA", (4000, 4000), (9, 99, 199, 255)).save(path, "PNG", compress_level=1)
+    script = textwrap.dedent(f"""
+        import resource
         from emoscope.server import media
-        b = io.BytesIO(); Image.new("RGBA", (4000, 4000), (9, 99, 199, 255)).save(b, "PNG", compress_level=1)
-        data = b.getvalue(); del b
+        data = open({str(path)!r}, "rb").read()
         info = media.probe(data, 40_000_000)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         img, _ = media.decode_fit(data, info, 1920)
@@ -312,8 +330,8 @@ def test_decoding_a_big_rgba_png_holds_a_fraction_of_the_old_peak(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     peak, estimate = map(int, out.stdout.split())
     raw = 4000 * 4000 * 4
-    assert peak < 1.5 * raw, f"decode peak {peak / 1e6:.0f} MB for a {raw / 1e6:.0f} MB image"
-    assert estimate >= peak * 0.8  # the budget's estimate does not undercount
+    assert peak < 2.4 * raw, f"decode peak {peak / 1e6:.0f} MB for a {raw / 1e6:.0f} MB image"
+    assert estimate >= peak  # the budget's estimate does not undercount
 
 
 def test_byte_budget_never_exceeds_its_limit():
@@ -338,7 +356,7 @@ def test_decoder_limits_concurrent_big_decodes(monkeypatch):
     """At most ``workers`` large decodes run at once, and the budget caps the bytes they hold together."""
     running, seen = 0, []
 
-    def slow_decode(data, info, max_side, exif=True):
+    def slow_decode(data, info, max_side):
         nonlocal running
         running += 1
         seen.append(running)
@@ -346,13 +364,14 @@ def test_decoder_limits_concurrent_big_decodes(monkeypatch):
         running -= 1
         return np.zeros((2, 2, 3), np.uint8), 1.0
 
-    big = media.ImageInfo("image/png", 6000, 6000, "RGBA")  # 180 MB to decode
+    big = media.ImageInfo("image/png", 6000, 6000, "RGBA")
+    cost = big.decode_bytes(1920)
     monkeypatch.setattr(media, "probe", lambda *a, **k: big)
     monkeypatch.setattr(media, "decode_fit", slow_decode)
 
-    def run(budget_mb: int, workers: int) -> tuple[int, int]:
+    def run(budget: int, workers: int) -> tuple[int, int]:
         seen.clear()
-        dec = Decoder(budget_bytes=budget_mb * 1024 * 1024, workers=workers)
+        dec = Decoder(budget_bytes=budget, workers=workers)
 
         async def main():
             await asyncio.gather(*(dec.decode(b"x", max_pixels=10**9, max_side=1920) for _ in range(6)))
@@ -360,10 +379,12 @@ def test_decoder_limits_concurrent_big_decodes(monkeypatch):
         asyncio.run(main())
         return max(seen), dec.budget.peak
 
-    most, peak = run(800, workers=2)  # 3 would fit in 3/4 of 800 MB: the threads bound it
-    assert most == 2 and peak <= 600 * 1024 * 1024
-    most, peak = run(400, workers=4)  # 4 threads, but 3/4 of 400 MB holds one at a time
-    assert most == 1 and peak <= 300 * 1024 * 1024
+    budget = int(cost * 3.5 / 0.75)  # three fit in the large lane's 3/4: the two threads bound it
+    most, peak = run(budget, workers=2)
+    assert most == 2 and peak <= budget * 3 // 4
+    budget = int(cost * 1.5 / 0.75)  # four threads, but the budget holds one at a time
+    most, peak = run(budget, workers=4)
+    assert most == 1 and peak <= budget * 3 // 4
 
 
 def test_photos_in_flight_are_capped_before_decoding(store):

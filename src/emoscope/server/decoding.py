@@ -96,9 +96,8 @@ class Decoder:
         max_side: int,
         max_aspect: float = math.inf,
         accept: tuple[str, ...] = media.ACCEPTED_TYPES,
-        exif: bool = True,
     ) -> Decoded:
-        """Header checks (type, pixels, aspect), then a budgeted decode shrunk to ``max_side``.
+        """Header checks (type, pixels, aspect), then a budgeted decode (EXIF rotation applied) shrunk to ``max_side``.
 
         Raises :class:`media.MediaError` (415, 413, 422) for refused or corrupt images.
         """
@@ -109,7 +108,7 @@ class Decoder:
         limit = self.budget.total * 3 // 4 if is_big else self.budget.total
         async with self.budget.hold(cost, limit):
             image, scale = await anyio.to_thread.run_sync(
-                media.decode_fit, data, info, max_side, exif, limiter=big if is_big else small
+                media.decode_fit, data, info, max_side, limiter=big if is_big else small
             )
-        w, h = info.size if exif else (info.width, info.height)
+        w, h = info.size
         return Decoded(image, scale, w, h, info.mime)

@@ -1,4 +1,8 @@
-"""Untrusted image bytes in, BGR arrays out (and back): type by magic bytes, size and pixel caps, clear refusals."""
+"""Untrusted image bytes in, BGR arrays out (and back): type by magic bytes, size and pixel caps, clear refusals.
+
+The decoding itself is :mod:`emoscope.imaging`'s (one decoder everywhere); this module reads headers for the
+server's checks and memory budget, maps decoding errors to HTTP statuses, and encodes annotated pictures.
+"""
 
 from __future__ import annotations
 
@@ -41,11 +45,14 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-#: PIL modes that ``Image.reduce`` shrinks directly (others are converted to RGB first, at full size).
+#: PIL modes that ``Image.reduce`` shrinks right after decoding (others reach numpy at full size).
 _REDUCIBLE = {"L", "LA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "F"}
 #: Bytes per pixel of PIL modes (others: 4).
 _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
                "I;16": 2, "I;16B": 2, "I;16L": 2}  # fmt: skip
+#: Bytes per pixel of the numpy copies (uint16/uint32 temporaries, RGBA, BGR) when a picture reaches numpy
+#: at full size; measured peaks are below this (see tests/test_server_hardening.py).
+_FULL_SIZE_COPIES = 12
 
 
 @dataclass(frozen=True)
@@ -75,17 +82,22 @@ class ImageInfo:
         return max((f for f in (1, 2, 4, 8) if 1 / f >= s), default=1)
 
     def decode_bytes(self, max_side: int) -> int:
-        """Peak bytes that decoding this image at ``max_side`` holds (for the server's shared budget)."""
+        """Peak bytes that decoding this image at ``max_side`` holds (an upper estimate, for the shared budget).
+
+        Mirrors :func:`emoscope.imaging.decode_image`: the codec's own picture (at 1/f size for JPEGs), then
+        either Pillow's ``reduce`` (images with alpha premultiply a full-size copy first) and small numpy
+        copies, or, when it cannot be reduced that early, numpy copies at full size.
+        """
         f = self.draft_factor(max_side)
-        pixels = math.ceil(self.width / f) * math.ceil(self.height / f)
+        w, h = math.ceil(self.width / f), math.ceil(self.height / f)
+        pixels = w * h
         per = _MODE_BYTES.get(self.mode, 4)
-        if self.mode not in _REDUCIBLE:
-            per += 3  # converted to RGB at full size before it can be shrunk
-        elif "A" in self.mode or "a" in self.mode:
-            per += 1  # reduced one band at a time
-        s = self.scale_for(max_side)
-        small = math.ceil(self.width * s) * math.ceil(self.height * s) * 3
-        return pixels * per + 3 * small + 64 * 1024
+        s = min(1.0, max_side / max(w, h))
+        small = math.ceil(w * s) * math.ceil(h * s)
+        if s <= 0.5 and self.mode in _REDUCIBLE:
+            alpha = "A" in self.mode or "a" in self.mode
+            return pixels * per * (2 if alpha else 1) + small * 16 + 64 * 1024  # reduced: under 4 x small pixels
+        return pixels * (per + _FULL_SIZE_COPIES) + 64 * 1024
 
 
 def _refuse_type(accept: tuple[str, ...]) -> MediaError:
@@ -93,23 +105,10 @@ def _refuse_type(accept: tuple[str, ...]) -> MediaError:
     return MediaError(415, "unsupported_media_type", f"not an accepted image (by its content): send {names}")
 
 
-def _open(data: bytes, mime: str):
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[mime]])
-
-
-def _bad(mime: str, exc: BaseException) -> MediaError:
-    msg = str(exc).split("\n")[0] or type(exc).__name__
-    return MediaError(422, "bad_image", f"could not decode the {mime.split('/')[1].upper()} data ({msg})")
-
-
 def probe(
     data: bytes, max_pixels: int, max_aspect: float = math.inf, accept: tuple[str, ...] = ACCEPTED_TYPES
 ) -> ImageInfo:
-    """Read only the header and refuse what must not be decoded.
+    """Read only the header (nothing is decoded) and refuse what must not be decoded.
 
     415 when the bytes are not an accepted type, 413 when width x height exceeds ``max_pixels``,
     422 ``extreme_aspect`` when one side is more than ``max_aspect`` times the other (a 1 x 2,000,000 strip
@@ -121,14 +120,18 @@ def probe(
     if mime is None or mime not in accept:
         raise _refuse_type(accept)
     try:
-        im = _open(data, mime)
-        w, h = im.size
-        orientation = int(im.getexif().get(0x0112, 1)) if mime in ("image/jpeg", "image/png", "image/webp") else 1
-        mode = im.mode
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[mime]])
+            w, h = im.size
+            exif_types = ("image/jpeg", "image/png", "image/webp")
+            orientation = int(im.getexif().get(0x0112, 1)) if mime in exif_types else 1
+            mode = im.mode
     except Image.DecompressionBombError as exc:
         raise MediaError(413, "too_many_pixels", str(exc)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, TypeError) as exc:
-        raise _bad(mime, exc) from None
+    except Exception as exc:  # noqa: BLE001 - any failure in a header parser on untrusted data is a bad image
+        msg = str(exc).split("\n")[0] or type(exc).__name__
+        raise MediaError(422, "bad_image", f"could not read the {mime.split('/')[1].upper()} header ({msg})") from None
     if w < 1 or h < 1:
         raise MediaError(422, "bad_image", "image has no pixels")
     if w * h > max_pixels:
@@ -139,94 +142,26 @@ def probe(
     return ImageInfo(mime, w, h, mode, orientation if 1 <= orientation <= 8 else 1)
 
 
-def _reduce(im, k: int):
-    """``im`` shrunk k times by box averaging. Pillow's own ``reduce`` premultiplies alpha in a full-size
-    copy first, so images with alpha are reduced band by band (alpha is dropped, as RGB conversion does)."""
-    from PIL import Image
+def decode_fit(data: bytes, info: ImageInfo, max_side: int) -> tuple[np.ndarray, float]:
+    """Decode with :func:`emoscope.imaging.decode_image` (the one decoder) to uint8 BGR, longer side at most
+    ``max_side``; returns (array, scale), ``scale`` mapping the original (EXIF-rotated) size to the array's.
 
-    if im.mode in ("RGBA", "RGBa", "LA", "La"):
-        names = "RGB" if im.mode.startswith("RGB") else "L"
-        return Image.merge(names if names == "L" else "RGB", [im.getchannel(c).reduce(k) for c in names])
-    return im.reduce(k)
-
-
-def decode_fit(data: bytes, info: ImageInfo, max_side: int, exif: bool = True) -> tuple[np.ndarray, float]:
-    """Decode to a uint8 BGR array whose longer side is at most ``max_side``; returns (array, scale).
-
-    ``scale`` maps the original (EXIF-rotated) size to the returned one: boxes found on the array are
-    divided by it. JPEGs are decoded at 1/2, 1/4 or 1/8 size when that is still large enough (libjpeg's
-    draft mode), other formats are shrunk by an integer factor right after decoding, so the full-size
-    image never exists as RGB and BGR copies.
+    JPEGs are decoded at 1/2, 1/4 or 1/8 size by libjpeg when that is still large enough, other formats
+    shrunk right after decoding; 16-bit pictures are scaled, transparent pixels laid over white.
+    Refusals and corrupt data become :class:`MediaError` (413, 415, 422).
     """
-    from PIL import ImageOps
+    from .. import imaging
 
-    mime = info.mime
-    scale = info.scale_for(max_side)
-    ow, oh = info.size if exif else (info.width, info.height)
-    target = (max(1, round(ow * scale)), max(1, round(oh * scale)))
     try:
-        im = _open(data, mime)
-        if info.draft_factor(max_side) > 1:
-            need = (max(1, math.ceil(info.width * scale)), max(1, math.ceil(info.height * scale)))
-            im.draft("RGB" if im.mode in ("RGB", "YCbCr") else None, need)
-        im.load()
-        if im.mode not in _REDUCIBLE:
-            im = im.convert("RGB")
-        k = int(min(im.size[0] / max(1, round(info.width * scale)), im.size[1] / max(1, round(info.height * scale))))
-        if k >= 2:
-            im = _reduce(im, k)
-        if exif and info.orientation != 1:
-            im = ImageOps.exif_transpose(im)
-        rgb = np.asarray(im.convert("RGB"))
-    except MediaError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise _bad(mime, exc) from None
-    bgr = np.ascontiguousarray(rgb[..., ::-1])
-    if (bgr.shape[1], bgr.shape[0]) != target:
-        bgr = cv2.resize(bgr, target, interpolation=cv2.INTER_AREA)
-    return bgr, scale
-
-
-def decode(
-    data: bytes,
-    max_pixels: int,
-    accept: tuple[str, ...] = ACCEPTED_TYPES,
-    exif: bool = True,
-) -> tuple[np.ndarray, str]:
-    """Decode to a uint8 BGR array (EXIF rotation applied); returns (array, MIME type).
-
-    Refusals: 415 when the bytes are not an accepted image type, 413 when width x height exceeds
-    ``max_pixels`` (checked from the header, before decoding), 422 when the data is corrupt or truncated.
-    """
-    from PIL import Image, ImageOps
-
-    mime = sniff(data)
-    if mime is None or mime not in accept:
-        names = ", ".join(t.split("/")[1].upper() for t in accept)
-        raise MediaError(415, "unsupported_media_type", f"not an accepted image (by its content): send {names}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[mime]])
-            w, h = im.size
-            if w * h > max_pixels:
-                msg = f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}"
-                raise MediaError(413, "too_many_pixels", msg)
-            if w < 1 or h < 1:
-                raise MediaError(422, "bad_image", "image has no pixels")
-            im.load()
-            if exif:
-                im = ImageOps.exif_transpose(im)
-            rgb = np.asarray(im.convert("RGB"))
-    except MediaError:
-        raise
-    except Image.DecompressionBombError as exc:
+        d = imaging.decode_image(data, max_side=max_side, max_pixels=None, max_aspect=None,
+                                 formats=(_PIL_FORMATS[info.mime],))  # fmt: skip
+    except imaging.UnsupportedImageError as exc:
+        raise MediaError(415, "unsupported_media_type", str(exc)) from None
+    except imaging.ImageTooLargeError as exc:
         raise MediaError(413, "too_many_pixels", str(exc)) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        msg = str(exc).split("\n")[0] or type(exc).__name__
-        raise MediaError(422, "bad_image", f"could not decode the {mime.split('/')[1].upper()} data ({msg})") from None
-    return np.ascontiguousarray(rgb[..., ::-1]), mime
+    except imaging.ImageReadError as exc:
+        raise MediaError(422, "bad_image", str(exc)) from None
+    return imaging.to_bgr(d.pixels), d.scale
 
 
 def encode(bgr: np.ndarray, fmt: str = "jpeg", quality: int = 88) -> tuple[bytes, str]:
@@ -247,14 +182,3 @@ def encode_b64(bgr: np.ndarray, fmt: str = "jpeg") -> dict:
     data, mime = encode(bgr, fmt)
     h, w = bgr.shape[:2]
     return {"mime": mime, "width": int(w), "height": int(h), "data": base64.b64encode(data).decode("ascii")}
-
-
-def fit(bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """Shrink so the longer side is at most ``max_side``; returns (image, scale applied)."""
-    h, w = bgr.shape[:2]
-    s = max(h, w)
-    if s <= max_side:
-        return bgr, 1.0
-    scale = max_side / s
-    out = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return out, scale

@@ -125,7 +125,7 @@ class _Session:
         t_recv = time.perf_counter()
         try:
             d = await app.decoder.decode(data, max_pixels=s.ws_max_frame_pixels, max_side=s.analyze_max_side,
-                                         max_aspect=s.max_aspect, accept=FRAME_TYPES, exif=False)  # fmt: skip
+                                         max_aspect=s.max_aspect, accept=FRAME_TYPES)  # fmt: skip
         except media.MediaError as exc:
             await self.error(exc.status, exc.code, exc.message, seq=seq)
             return True
