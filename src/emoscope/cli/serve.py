@@ -7,12 +7,16 @@ import os
 import sys
 
 from . import UserError
+from .options import add_recognizer_options, finite_float, recognizer_kwargs
 
 
 def settings_from_args(args: argparse.Namespace):  # -> ServerSettings
     """Turn parsed flags (and EMOSCOPE_TOKEN) into checked server settings."""
+    from ..recognizer import check_options
     from ..server import ServerSettings, SettingsError, generate_token
 
+    rec = recognizer_kwargs(args)
+    check_options(**{k: v for k, v in rec.items() if k != "weights"})  # before the port and database are touched
     token = args.token or os.environ.get("EMOSCOPE_TOKEN") or None
     if token == "auto":
         token = generate_token()
@@ -29,9 +33,10 @@ def settings_from_args(args: argparse.Namespace):  # -> ServerSettings
         ws_max_fps=args.ws_max_fps,
         ws_max_frame_bytes=int(args.ws_max_frame_kb * 1024),
         cors_origins=args.cors_origin or [],
-        weights=args.weights,
-        detector=args.detector,
-        backend=args.backend,
+        weights=rec["weights"],
+        detector=rec["detector"],
+        backend=rec["backend"],
+        tta=rec.get("tta", "none"),
     )
     try:
         s.check()
@@ -78,26 +83,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number, 0 to 65535."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a port number, got {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"ports are 0 to 65535, got {v}")
+    return v
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the web app: live webcam, photos, mood dashboard")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000; 0: any free one)")
     p.add_argument("--token", help="access token required on every API call; 'auto' generates one "
                    "(default: $EMOSCOPE_TOKEN; required when --host is not loopback)")  # fmt: skip
     p.add_argument("--db", help="mood database: SQLite file or database URL (default: the user's data folder)")
     p.add_argument("--no-mood-log", action="store_true", help="never write mood rows")
-    p.add_argument("--retention-days", type=float, default=365.0, help="delete mood rows older than this (0: keep)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload (default 10 MB)")
-    p.add_argument("--max-megapixels", type=float, default=40.0, help="largest photo in megapixels (default 40)")
-    p.add_argument("--rate-limit", type=float, help="photo requests per second per client (default: no cap)")
-    p.add_argument("--ws-max-fps", type=float, default=15.0, help="live frames per second per stream (default 15)")
-    p.add_argument("--ws-max-frame-kb", type=float, default=1024.0, help="largest live frame (default 1024 KiB)")
+    p.add_argument(
+        "--retention-days", type=finite_float, default=365.0, help="delete mood rows older than this (0: keep)"
+    )
+    p.add_argument("--max-upload-mb", type=finite_float, default=10.0, help="largest photo upload (default 10 MB)")
+    p.add_argument("--max-megapixels", type=finite_float, default=40.0, help="largest photo in megapixels (default 40)")
+    p.add_argument("--rate-limit", type=finite_float, help="photo requests per second per client (default: no cap)")
+    p.add_argument(
+        "--ws-max-fps", type=finite_float, default=15.0, help="live frames per second per stream (default 15)"
+    )
+    p.add_argument("--ws-max-frame-kb", type=finite_float, default=1024.0, help="largest live frame (default 1024 KiB)")
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                    help="allow API calls from this web origin (repeatable; default: none)")  # fmt: skip
-    p.add_argument("--weights", help="model weights (.pt, .onnx, or a shipped model: default, fast; default: default)")
-    p.add_argument("--detector", default="auto", help="face detector: auto, blazeface, blazeface-fast (no tiles), "
-                   "blazeface-short, haar")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
+    add_recognizer_options(p, tta="none", margin=False)
     p.add_argument("--ssl-certfile", help="serve https with this certificate (needed for cameras beyond localhost)")
     p.add_argument("--ssl-keyfile")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
