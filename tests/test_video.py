@@ -368,3 +368,16 @@ def test_progress_bar_names_the_file_without_cutting_its_path():
     long = _bar_name("file", "/x/" + "interview_with_a_very_long_name_2026_12_03_final.mp4")
     assert long.startswith("file interview") and long.endswith(".mp4") and "…" in long and "/" not in long
     assert _bar_name("webcam", "0") == "webcam 0"
+
+
+def test_photo_faces_are_numbered_from_one_like_tracks():
+    from emoscope.annotate import draw_faces
+
+    img = np.full((300, 600, 3), 80, np.uint8)
+    faces = [_face(40, 60, "happy"), _face(330, 60, "sad")]
+    tracked = [TrackedFace(i + 1, f.box, f.score, f.probs, f.probs, f.label) for i, f in enumerate(faces)]
+    numbered = draw_faces(img, faces)
+    assert np.array_equal(numbered, draw_faces(img, tracked))  # "#1", "#2": the same numbers as tracks 1 and 2
+    assert not np.array_equal(numbered, draw_faces(img, faces, numbers=False))
+    wrong = [TrackedFace(i, f.box, f.score, f.probs, f.probs, f.label) for i, f in enumerate(faces)]
+    assert not np.array_equal(numbered, draw_faces(img, wrong))  # numbering from 0 would draw differently

@@ -1,7 +1,9 @@
 """Drawing results on pictures: a box per face, its label (and track id), and a bar per emotion.
 
 Works for :class:`~emoscope.recognizer.Face` and :class:`~emoscope.video.TrackedFace` alike (anything with
-``box``, ``label`` and ``probs``; tracked faces show their smoothed probabilities and ``#id``). Sizes scale
+``box``, ``label`` and ``probs``; tracked faces show their smoothed probabilities). Every face carries its
+number, counted from 1 as in the CSV, the tables and the web page: a tracked face its track id, a face of
+a photo its place in the list (``#1`` for the first face ``predict`` returns, left to right). Sizes scale
 with the face and the picture so the drawing stays readable from thumbnails to 4K frames.
 """
 
@@ -38,10 +40,12 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color,
     cv2.putText(img, text, org, _FONT, scale, color, thick, cv2.LINE_AA)
 
 
-def draw_faces(image_bgr: np.ndarray, faces: Iterable[Any], bars: bool = True, copy: bool = True) -> np.ndarray:
-    """Draw boxes, labels (+ ``#track id``) and probability bars; returns the (copied) BGR image.
+def draw_faces(image_bgr: np.ndarray, faces: Iterable[Any], bars: bool = True, copy: bool = True,
+               numbers: bool = True) -> np.ndarray:
+    """Draw boxes, labels (``#number label percent``) and probability bars; returns the (copied) BGR image.
 
-    Gray input is converted to BGR. ``bars=False`` draws only boxes and labels.
+    Gray input is converted to BGR. ``bars=False`` draws only boxes and labels; ``numbers=False`` leaves
+    out the face numbers (track id for tracked faces, else 1, 2, ... in list order).
     """
     img = np.asarray(image_bgr)
     if img.ndim == 2:
@@ -53,7 +57,7 @@ def draw_faces(image_bgr: np.ndarray, faces: Iterable[Any], bars: bool = True, c
     img = np.ascontiguousarray(img)
     h, w = img.shape[:2]
     base = max(h, w)
-    for f in faces:
+    for n, f in enumerate(faces, start=1):
         probs = getattr(f, "smoothed", None) or f.probs
         label = f.label
         x, y, bw, bh = (int(v) for v in f.box)
@@ -62,7 +66,8 @@ def draw_faces(image_bgr: np.ndarray, faces: Iterable[Any], bars: bool = True, c
         cv2.rectangle(img, (x, y), (x + bw, y + bh), col, thick, cv2.LINE_AA)
         scale = float(np.clip(max(bw, base / 4) / 280.0, 0.35, 1.6))
         tid = getattr(f, "track_id", None)
-        text = f"{'#' + str(tid) + ' ' if tid is not None else ''}{label} {100 * probs.get(label, 0):.0f}%"
+        number = f"#{tid if tid is not None else n} " if numbers else ""
+        text = f"{number}{label} {100 * probs.get(label, 0):.0f}%"
         (tw, th), _ = cv2.getTextSize(text, _FONT, scale, max(1, thick))
         ty = y - 4 if y - th - 6 >= 0 else min(h - 2, y + bh + th + 4)
         _text(img, text, (max(0, min(x, w - tw - 1)), ty), scale, col, max(1, thick))
