@@ -93,3 +93,36 @@ def test_a_file_with_sound_but_no_video(tmp_path, capsys):
     with open(csv_path, newline="") as f:
         header = next(csv.reader(f))
     assert header[:4] == ["time_s", "frame", "shot", "track_id"] and f"smooth_{EMOTIONS[-1]}" in header
+
+
+class _LiveFrames:
+    """A webcam stand-in: a live FrameSource over generated frames (times as a camera would give them)."""
+
+    kind, name, fps, live, skipped, problems = "webcam", "0", FPS, True, 0, []
+
+    def __init__(self, frames):
+        self.frames = list(frames)
+
+    def __iter__(self):
+        from emoscope.video import Frame
+
+        for i, img in enumerate(self.frames):
+            yield Frame(i, i / FPS, img)
+
+    def close(self):
+        pass
+
+    def describe(self):
+        return "webcam 0"
+
+
+def test_a_live_source_streams_causal_labels_and_captures_smiles(rec, tmp_path):
+    from emoscope.video import CaptureTrigger
+
+    cap = CaptureTrigger("happy", tmp_path / "smiles", hold=2)
+    report = run_video(_LiveFrames(_frames(8)), rec, csv_path=tmp_path / "live.csv", capture=cap)
+    rows = _csv(tmp_path / "live.csv")
+    assert len(rows) == 16 and report.rows == []  # streamed to the CSV, nothing kept in memory
+    assert {r["track_id"] for r in rows} == {"1", "2"}
+    happy = [r for r in rows if r["label"] == "happy"]
+    assert len(happy) == 16 and len(report.captures) == 1  # the smile trigger, once, on the causal labels
