@@ -322,7 +322,7 @@ class Run:
     images: torch.Tensor  # the whole training split on the device: a batch is one gather
     labels: torch.Tensor
     soft: torch.Tensor | None  # per-face target distributions (soft targets), else None
-    weights: torch.Tensor | None  # per-class loss weights
+    loss_weights: torch.Tensor | None  # per-class weights of the loss (cfg.class_weights)
     teacher: nn.Module | None
     start_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -410,7 +410,7 @@ def prepare_run(cfg: TrainConfig, train_set: FaceSet, targets: np.ndarray | None
               meta=model_meta(cfg.model, classes, **cfg.model_kwargs),
               images=torch.from_numpy(train_set.images).to(device),
               labels=torch.from_numpy(train_set.labels).to(device),
-              soft=soft.to(device) if soft is not None else None, weights=weights, teacher=teacher)
+              soft=soft.to(device) if soft is not None else None, loss_weights=weights, teacher=teacher)
     if dist.main:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     if dist.active:  # the same initial weights everywhere (seeded above); from here each rank its own dropout
@@ -545,9 +545,10 @@ def batch_loss(run: Run, x: torch.Tensor, t: torch.Tensor, t2: torch.Tensor,
             with torch.no_grad():
                 teacher_logits = run.teacher(x).float()
     logits = logits.float()
-    loss = lam * F.cross_entropy(logits, t, weight=run.weights, label_smoothing=cfg.label_smoothing)
+    smoothing = cfg.label_smoothing
+    loss = lam * F.cross_entropy(logits, t, weight=run.loss_weights, label_smoothing=smoothing)
     if lam < 1.0:
-        loss = loss + (1 - lam) * F.cross_entropy(logits, t2, weight=run.weights, label_smoothing=cfg.label_smoothing)
+        loss = loss + (1 - lam) * F.cross_entropy(logits, t2, weight=run.loss_weights, label_smoothing=smoothing)
     if run.teacher is not None:
         loss = ((1 - cfg.distill_alpha) * loss
                 + cfg.distill_alpha * distillation_loss(logits, teacher_logits, cfg.distill_temperature))
