@@ -258,6 +258,8 @@ def test_stream_frames_are_shrunk_and_extreme_aspects_refused(store):
         ws.send_bytes(strip)
         err = assert_ws_error(ws.receive_json(), 422)
         assert err["code"] == "extreme_aspect" and len(rec.shapes) == 1
+        ws.send_bytes(jpeg(900, 200))  # 4.5:1: a photo may be a panorama, a camera frame is not
+        assert assert_ws_error(ws.receive_json(), 422)["code"] == "extreme_aspect" and len(rec.shapes) == 1
 
 
 def test_photos_with_extreme_aspect_are_refused_and_big_ones_shrunk(store):
@@ -424,3 +426,80 @@ def test_health_hides_the_database_path_and_counts_rows(store, tmp_path):
         h = json.loads(text)
         assert str(tmp_path) not in text and "mood.db" not in text and h["mood"]["db"] == "sqlite"
         assert h["mood"]["rows"] == 3 == store.count()
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_small_images_are_not_held_behind_big_ones(monkeypatch, late):
+    """Waiting images are analysed smallest first, and a batch never mixes a frame with a far bigger picture."""
+    import threading
+
+    from emoscope.server import inference
+    from emoscope.server.inference import Inference
+
+    gate = threading.Event()
+
+    class Recorder(FakeRecognizer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[list[int]] = []
+
+        def predict_arrays(self, arrays):
+            if not self.batches:
+                gate.wait(5)  # the first call holds the worker while the others queue up
+            self.batches.append([a.shape[1] for a in arrays])
+            return super().predict_arrays(arrays)
+
+    rec = Recorder()
+    inf = Inference(rec, max_batch=8)
+
+    async def main() -> None:
+        first = asyncio.create_task(inf.predict(np.zeros((8, 8, 3), np.uint8)))
+        await asyncio.sleep(0.1)
+        sizes = [1900, 1800, 40] if late else [1900, 30, 1800, 40]
+        waiting = []
+        for s in sizes:
+            waiting.append(asyncio.create_task(inf.predict(np.zeros((s, s, 3), np.uint8))))
+            if late and s == 1800:
+                await asyncio.sleep(0.3)  # the 40 px one arrives long after the big ones
+        await asyncio.sleep(0.1)
+        gate.set()
+        await asyncio.gather(first, *waiting)
+        await inf.close()
+
+    monkeypatch.setattr(inference, "SMALL_PIXELS", 10**9)  # one worker here: the order within it is tested
+    if late:  # a steady flow of small images must not starve a big one: it waits at most 0.05 s per MP
+        monkeypatch.setattr(inference, "SECONDS_PER_MEGAPIXEL", 0.05)
+    asyncio.run(main())
+    if late:
+        assert rec.batches == [[8], [1800, 1900], [40]]
+    else:
+        assert rec.batches == [[8], [30, 40], [1800, 1900]]
+
+
+def test_a_big_picture_in_analysis_does_not_block_a_small_one():
+    """Large pictures have their own worker: a photo is answered while a 40 MP upload's detection still runs."""
+    import threading
+
+    from emoscope.server.inference import Inference
+
+    gate = threading.Event()
+
+    class SlowOnBig(FakeRecognizer):
+        def predict_arrays(self, arrays):
+            if arrays[0].shape[0] > 1500:
+                gate.wait(10)
+            return super().predict_arrays(arrays)
+
+    inf = Inference(SlowOnBig())
+
+    async def main() -> bool:
+        big = asyncio.create_task(inf.predict(np.zeros((1900, 1900, 3), np.uint8)))
+        await asyncio.sleep(0.05)
+        small = await asyncio.wait_for(inf.predict(np.zeros((100, 100, 3), np.uint8)), timeout=5)
+        still_running = not big.done()
+        gate.set()
+        await big
+        await inf.close()
+        return bool(small) and still_running
+
+    assert asyncio.run(main())

@@ -1,54 +1,71 @@
-"""The recognizer behind the server: one worker thread that batches concurrent requests."""
+"""The recognizer behind the server: two worker threads (small and large images) that batch concurrent requests.
+
+Live frames and ordinary photos go to one worker, pictures larger than a full-HD frame to the other, so a
+40-megapixel upload's detection (seconds on a small machine) never makes a live frame or a phone photo wait.
+Within a worker, images are served by arrival time plus a delay per megapixel, in batches of similar size.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 from typing import Any
 
 import anyio
 import numpy as np
 
+#: Images up to this many pixels (a full-HD frame) use the small-image worker; larger ones the other.
+SMALL_PIXELS = 1920 * 1080
+#: A batch holds images of at most this many times the first one's pixels.
+BATCH_PIXEL_RATIO = 4
+#: Queue order: arrival time plus this many seconds per megapixel. Small images overtake big ones that
+#: arrived up to a few seconds earlier, and a big one is never starved by a steady flow of small ones.
+SECONDS_PER_MEGAPIXEL = 1.0
 
-class Inference:
-    """Runs the recognizer in one worker thread, batching requests that arrive while it is busy."""
+_Entry = tuple[float, int, np.ndarray, asyncio.Future]
 
-    def __init__(self, recognizer: Any, max_batch: int = 8) -> None:
-        self.recognizer = recognizer
-        self.max_batch = max(1, max_batch)
+
+class _Lane:
+    """One worker thread's queue: a heap of waiting images and the task that feeds them to the recognizer."""
+
+    def __init__(self, owner: Inference) -> None:
+        self.owner = owner
+        self.heap: list[_Entry] = []
+        self.ready = asyncio.Event()
         self.limiter = anyio.CapacityLimiter(1)
-        self.pending = 0
-        self._queue: asyncio.Queue | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
+        self.task = asyncio.get_running_loop().create_task(self._work())
 
-    def _run(self, images: list[np.ndarray]) -> list[list[Any]]:
-        rec = self.recognizer
-        if hasattr(rec, "predict_arrays"):
-            return rec.predict_arrays(images)
-        return [rec.predict(im) for im in images]
+    def push(self, entry: _Entry) -> None:
+        heapq.heappush(self.heap, entry)
+        self.ready.set()
 
-    async def predict(self, image: np.ndarray) -> list[Any]:
-        """The faces in one BGR image, computed in a batch with whatever else is waiting."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._task is None or self._task.done():
-            self._loop, self._queue = loop, asyncio.Queue()
-            self._task = loop.create_task(self._worker(self._queue))
-        fut: asyncio.Future = loop.create_future()
-        self.pending += 1
-        try:
-            await self._queue.put((image, fut))
-            return await fut
-        finally:
-            self.pending -= 1
+    def next_batch(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+        """The first waiting image and up to ``max_batch - 1`` others of similar size, in queue order."""
+        first = heapq.heappop(self.heap)
+        size = first[2].shape[0] * first[2].shape[1]
+        lo, hi = size / BATCH_PIXEL_RATIO, size * BATCH_PIXEL_RATIO
+        pick = [e for e in sorted(self.heap) if lo <= e[2].shape[0] * e[2].shape[1] <= hi]
+        pick = pick[: self.owner.max_batch - 1]
+        if pick:
+            chosen = {id(e) for e in pick}
+            self.heap = [e for e in self.heap if id(e) not in chosen]
+            heapq.heapify(self.heap)
+        return [(image, fut) for _, _, image, fut in [first, *pick] if not fut.done()]
 
-    async def _worker(self, queue: asyncio.Queue) -> None:
+    async def _work(self) -> None:
         while True:
-            batch = [await queue.get()]
-            while len(batch) < self.max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
+            await self.ready.wait()
+            if not self.heap:
+                self.ready.clear()
+                continue
+            batch = self.next_batch()
+            if not batch:
+                continue
             try:
-                results = await anyio.to_thread.run_sync(self._run, [b[0] for b in batch], limiter=self.limiter)
+                images = [b[0] for b in batch]
+                results = await anyio.to_thread.run_sync(self.owner._run, images, limiter=self.limiter)
             except Exception as exc:  # one bad batch must not kill the worker
                 for _, fut in batch:
                     if not fut.done():
@@ -58,8 +75,44 @@ class Inference:
                 if not fut.done():
                     fut.set_result(res)
 
+
+class Inference:
+    """Runs the recognizer off the event loop: two worker threads (small, large images), batching waiters.
+
+    The recognizer is called from both threads at once; its models only read their weights while predicting.
+    """
+
+    def __init__(self, recognizer: Any, max_batch: int = 8) -> None:
+        self.recognizer = recognizer
+        self.max_batch = max(1, max_batch)
+        self.pending = 0
+        self._order = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lanes: tuple[_Lane, _Lane] | None = None
+
+    def _run(self, images: list[np.ndarray]) -> list[list[Any]]:
+        rec = self.recognizer
+        if hasattr(rec, "predict_arrays"):
+            return rec.predict_arrays(images)
+        return [rec.predict(im) for im in images]
+
+    async def predict(self, image: np.ndarray) -> list[Any]:
+        """The faces in one BGR image, computed in a batch with whatever else of its size is waiting."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._lanes is None or any(lane.task.done() for lane in self._lanes):
+            self._loop, self._lanes = loop, (_Lane(self), _Lane(self))
+        pixels = int(image.shape[0]) * int(image.shape[1])
+        lane = self._lanes[0] if pixels <= SMALL_PIXELS else self._lanes[1]
+        fut: asyncio.Future = loop.create_future()
+        self.pending += 1
+        try:
+            lane.push((loop.time() + pixels * SECONDS_PER_MEGAPIXEL / 1e6, next(self._order), image, fut))
+            return await fut
+        finally:
+            self.pending -= 1
+
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for lane in self._lanes or ():
+            lane.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-                await self._task
+                await lane.task

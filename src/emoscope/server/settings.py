@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 
@@ -31,11 +32,14 @@ class ServerSettings:
     analyze_rate: float | None = None  # photo requests per second per client (None: no cap)
     analyze_burst: int = 20
     max_pending: int = 64  # photo requests admitted (reading, decoding or queued for inference) before 503
-    decode_budget_bytes: int = 768 * 1024 * 1024  # decoded pixel bytes held by all decodes at once
-    decode_workers: int = 2  # threads decoding large images at once (small ones have their own lane)
+    decode_budget_bytes: int = 512 * 1024 * 1024  # bytes all decodes may hold at once (estimated from headers)
+    decode_workers: int = field(default_factory=lambda: max(1, min(4, (os.cpu_count() or 2) // 2)))
+    # ^ threads decoding large images at once (half the cores: the rest stay for inference; small images
+    #   have their own lane)
     ws_max_frame_bytes: int = 1024 * 1024
     ws_max_frame_pixels: int = 1920 * 1080
     ws_max_fps: float = 15.0
+    ws_max_aspect: float = 4.0  # live frames come from cameras (4:3 to 32:9); strips are refused
     ws_max_connections: int = 16
     sample_interval: float = 1.0  # seconds between mood rows of one live track
     smile_frames: int = 10
@@ -74,7 +78,7 @@ class ServerSettings:
                 raise SettingsError(f"{name} must be positive")
         if self.ws_max_fps <= 0 or (self.analyze_rate is not None and self.analyze_rate <= 0):
             raise SettingsError("rates must be positive")
-        if self.max_aspect < 1 or self.header_timeout <= 0:
+        if self.max_aspect < 1 or self.ws_max_aspect < 1 or self.header_timeout <= 0:
             raise SettingsError("max_aspect must be at least 1 and header_timeout positive")
 
     def effective_hosts(self) -> list[str] | None:

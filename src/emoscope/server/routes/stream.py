@@ -71,7 +71,7 @@ class _Session:
         offered = ws.scope.get("subprotocols", [])
         await ws.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
         limits = {"max_frame_bytes": s.ws_max_frame_bytes, "max_frame_pixels": s.ws_max_frame_pixels,
-                  "max_fps": s.ws_max_fps, "max_aspect": s.max_aspect,
+                  "max_fps": s.ws_max_fps, "max_aspect": s.ws_max_aspect,
                   "analysed_max_side": s.analyze_max_side}  # fmt: skip
         classes = list(getattr(self.app.inference.recognizer, "classes", EMOTIONS))
         await ws.send_json({"type": "hello", "session": self.session, "classes": classes, "limits": limits,
@@ -125,7 +125,7 @@ class _Session:
         t_recv = time.perf_counter()
         try:
             d = await app.decoder.decode(data, max_pixels=s.ws_max_frame_pixels, max_side=s.analyze_max_side,
-                                         max_aspect=s.max_aspect, accept=FRAME_TYPES)  # fmt: skip
+                                         max_aspect=s.ws_max_aspect, accept=FRAME_TYPES)  # fmt: skip
         except media.MediaError as exc:
             await self.error(exc.status, exc.code, exc.message, seq=seq)
             return True
