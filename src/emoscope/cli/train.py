@@ -86,18 +86,18 @@ def run_training(args: argparse.Namespace, cfg: TrainConfig) -> TrainResult:
     from ..distributed import current
     from ..training import train
 
-    fs = load_dataset(args.data, scheme=args.scheme, labels=args.labels)
-    if fs.failures:
+    dist = current()
+    fs = load_dataset(args.data, scheme=args.scheme, labels=args.labels, progress=dist.main and not args.no_progress)
+    if fs.failures and dist.main:
         print(fs.failure_summary(), file=sys.stderr)
     train_set = fs.split(args.train_split)
     check_classes_present(train_set, f"{args.data} split {args.train_split!r}")
     val_set = fs.split(args.val_split) if args.val_split else None
-    world = current().world
-    on = f" on {world} processes" if world > 1 else ""
+    on = f" on {dist.world} processes" if dist.active else ""
     print(f"training {cfg.model} on {len(train_set)} faces{on}, validating on {len(val_set) if val_set else 0}; "
           f"run folder {cfg.out_dir}")
     command_file = Path(cfg.out_dir) / "command.txt"
-    if current().main and not (args.resume and command_file.exists()):  # a resumed run keeps its first command
+    if dist.main and not (args.resume and command_file.exists()):  # a resumed run keeps its first command
         command_file.parent.mkdir(parents=True, exist_ok=True)
         command_file.write_text(shlex.join(["emoscope", *getattr(args, "argv", [])]) + "\n")
     replan = None
