@@ -132,7 +132,7 @@ def test_mixed_inputs_to_one_parquet_table(media, tmp_path):
     assert bad["message"] and "Traceback" not in bad["message"]
     clip = inputs[inputs["name"] == "clip.mp4"].iloc[0]
     assert clip["kind"] == "video" and clip["frames"] == 3 and clip["faces"] == 3
-    assert (inputs["peak_rss_mb"] > 0).all()
+    assert (inputs["peak_rss_mb"] > 0).all() and (inputs["worker_cpu_s"] > 0).all()
 
 
 def test_every_n_frames_and_max_frames(media, tmp_path):

@@ -146,6 +146,7 @@ def _input_schema():  # -> pyarrow.Schema
             ("chunk", pa.string()),
             ("worker", pa.string()),  # host:pid
             ("peak_rss_mb", pa.float32()),  # the worker's peak resident memory after this chunk
+            ("worker_cpu_s", pa.float64()),  # the worker process's CPU time (user + system) so far, at the commit
         ]
     )
 
@@ -164,6 +165,7 @@ class InputResult:
     chunk: str = ""
     worker: str = ""
     peak_rss_mb: float = 0.0
+    worker_cpu_s: float = 0.0
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -425,8 +427,10 @@ class ChunkProcessor:
             _atomic_write_table(pa.table(cols, schema=self.schema), self.out / part_name(chunk.id))
         rows = [results[s] for s in chunk.sources]
         rss = _peak_rss_mb()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         for r in rows:
             r.chunk, r.worker, r.peak_rss_mb = chunk.id, self.worker, rss
+            r.worker_cpu_s = usage.ru_utime + usage.ru_stime
         write_inputs(self.out, chunk.id, rows)
         return rows
 
