@@ -475,12 +475,16 @@ def test_resume_repairs_best_pt_of_an_old_run_whose_best_epoch_is_its_last(tmp_p
     assert best["epoch"] == 1 and all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
 
 
-def test_resume_without_a_copy_of_the_best_weights_goes_on_with_what_best_pt_holds(tmp_path, capsys):
+@pytest.mark.parametrize("lost, said", [(False, "goes on with epoch 1 as its best"),
+                                         (True, "goes on and the next epoch becomes its best")])
+def test_resume_without_a_copy_of_the_best_weights_goes_on_with_what_best_pt_holds(tmp_path, capsys, lost, said):
     cfg, run = old_format_crash(tmp_path, 2, lr=0.0, schedule="constant")  # lr 0: epoch 2 is the best, 3 not
     assert read_checkpoint(run / "last.pt")["best_epoch"] == 2
+    if lost:
+        (run / "best.pt").unlink()
     capsys.readouterr()
     result = train(cfg, toy_faces(6), None, progress=False, resume=True)
-    assert "no copy of that one; the run goes on with epoch 1 as its best" in capsys.readouterr().out
+    assert f"no copy of that one; the run {said}" in capsys.readouterr().out
     best, last = read_checkpoint(run / "best.pt"), read_checkpoint(run / "last.pt")
     assert best["epoch"] + 1 == last["best_epoch"] == result.best_epoch == 4  # epoch 4 beat epoch 1
 

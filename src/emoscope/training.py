@@ -494,24 +494,25 @@ def reconcile_best(run: Run, ck: dict[str, Any]) -> None:
         held = best["epoch"] + 1
     except CheckpointError:
         best, held = None, None
-    kept = ck.get("best_model")
+    kept, source = ck.get("best_model"), "the copy of the best weights last.pt keeps"
     if kept is None and claimed == last_epoch:
-        kept = ck["ema"] if run.ema is not None else ck["model"]
+        kept, source = ck["ema"] if run.ema is not None else ck["model"], "last.pt's weights (its epoch is the best)"
+    has = f"epoch {held}" if best is not None else "no readable checkpoint"
     if best is not None and held == claimed:
         run.best_state = kept if kept is not None else best["model"]
     elif kept is not None:
         run.best_state = kept
         atomic_save(best_payload(run, claimed - 1), path)
-        run.say(f"repaired {path}: it held epoch {held or 'none'}, the run's best is epoch {claimed}; "
-                "rewrote it from the copy last.pt keeps")
+        run.say(f"repaired {path}: it held {has}, the run's best is epoch {claimed}; rewrote it from {source}")
     elif best is not None and held > last_epoch:  # an older last.pt without a copy, one epoch behind best.pt
         run.say(f"{path} holds epoch {held}, newer than last.pt (the run stopped between the two writes); "
                 f"epoch {held} is trained again and saved if it is still the best")
     else:
         run.best_acc, run.best_epoch = (score(run.history[held - 1]), held) if best is not None else (-1.0, -1)
         run.best_state = best["model"] if best is not None else None
-        run.say(f"{path} holds epoch {held or 'none'}, not the best epoch {claimed} the run recorded, and there is "
-                f"no copy of that one; the run goes on with epoch {held or 'none'} as its best")
+        goes_on = f"with epoch {held} as its best" if best is not None else "and the next epoch becomes its best"
+        run.say(f"{path} holds {has}, not the best epoch {claimed} the run recorded, and there is no copy of that "
+                f"one; the run goes on {goes_on}")
 
 
 def training_batch(run: Run, idx: torch.Tensor, g: torch.Generator, crop: int,
