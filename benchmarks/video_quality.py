@@ -58,23 +58,26 @@ def pick_people(rec: Recognizer, n: int) -> list[dict[str, np.ndarray]]:
         best = {}
         for label, paths in photos.items():
             scored = []
-            for p in paths[:4]:
+            for p in paths[:6]:
                 img = cv2.resize(cv2.imread(str(p)), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
                 faces = rec.predict_arrays([_on_background(img)])[0]
                 if len(faces) == 1:
-                    scored.append((faces[0].probs[label], img))
-            if scored and max(s for s, _ in scored) > 0.5:
-                best[label] = max(scored, key=lambda x: x[0])[1]
+                    pr = faces[0].probs
+                    scored.append((pr[label] - max(v for k, v in pr.items() if k != label), img))
+            if scored and max(s for s, _ in scored) > 0.25:  # read clearly as the posed expression
+                best[label] = max(scored, key=lambda x: x[0])
         if "happy" in best and len(best) > 1:
-            people.append(best)
+            other = max((k for k in best if k != "happy"), key=lambda k: best[k][0])
+            people.append({"happy": best["happy"][1], other: best[other][1]})
         if len(people) == n:
             return people
     raise SystemExit(f"only {len(people)} usable people in {TAIWANESE} (need {n})")
 
 
 def _on_background(img: np.ndarray) -> np.ndarray:
-    fr = background(0)
-    fr[100 : 100 + SIDE, 200 : 200 + SIDE] = img
+    """The photo where the expression clip shows it (same room, same place)."""
+    fr = background(7)
+    fr[150 : 150 + SIDE, 240 : 240 + SIDE] = img
     return fr
 
 
@@ -244,7 +247,7 @@ def follow_lags(clip: Clip, rows: list[dict]) -> tuple[list[float], int]:
 # -------------------------------------------------------------------------------------------- sections
 def synthetic(rec: Recognizer, tmp: Path, quick: bool) -> list[str]:
     people = pick_people(rec, 4)
-    other = next(k for k in ("sad", "surprise", "angry") if k in people[0])
+    other = next(k for k in people[0] if k != "happy")
     clips = [gaps_clip(people, 12 if quick else 20), cuts_clip(people, 2 if quick else 3),
              expression_clip(people[0], other, 4)]
     lines = ["| clip | seconds | true faces | tracks per true face | ids that cross a cut | hidden faces that "
@@ -370,11 +373,43 @@ def speed(rec: Recognizer, people: list[dict[str, np.ndarray]], tmp: Path, n: in
             k = run_video(open_source(path), rec, **kw).frames
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         rows.append(f"| {name} | {k / wall:.1f} | {k / cpu:.1f} |")
+    rows += ["", "Per stage, the same clip, one frame at a time (median, and the least-disturbed frame: the "
+             "minimum, which is closest to what an idle machine takes):", "", *stages(rec, path)]
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() else ["?"]
     return rows + ["", f"Load average when this section ended: {' / '.join(load)} (1 / 5 / 15 min) on 2 cores. "
                    "Frames per CPU-second counts only the time this process ran (all its threads), so it is "
                    "what the pipeline does per second of CPU it actually got; on an idle 2-core machine the "
                    "wall rate lies between it and twice it."]
+
+
+def stages(rec: Recognizer, path: Path) -> list[str]:
+    """Milliseconds per frame of each stage: decode, detect, classify, cut detection, tracking + smoothing."""
+    times: dict[str, list[float]] = {k: [] for k in ("decode (PyAV)", "detect (BlazeFace)", "classify",
+                                                      "cut detection", "tracking + causal HMM")}
+    tracker, shots = FaceTracker(classes=rec.classes), ShotDetector()
+    with open_source(path) as src:
+        frames = iter(src)
+        while True:
+            t0 = time.perf_counter()
+            fr = next(frames, None)
+            if fr is None:
+                break
+            t1 = time.perf_counter()
+            dets = rec.detect(fr.image)
+            t2 = time.perf_counter()
+            probs = rec.classify(rec._crops(fr.image, dets)) if dets else []
+            faces = [Face(d.box, d.score, dict(zip(rec.classes, map(float, p))), "") for d, p in zip(dets, probs)]
+            t3 = time.perf_counter()
+            shots.update(fr.image, fr.t)
+            t4 = time.perf_counter()
+            tracker.update(faces, fr.t)
+            t5 = time.perf_counter()
+            for k, a, b in zip(times, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+                times[k].append(1000 * (b - a))
+    rows = ["| stage | median ms | minimum ms |", "|---|---:|---:|"]
+    rows += [f"| {k} | {np.median(v):.2f} | {np.min(v):.2f} |" for k, v in times.items()]
+    low = sum(np.min(v) for v in times.values())
+    return rows + [f"| all (sum of minima) | | {low:.2f} (= {1000 / low:.0f} frames/s) |"]
 
 
 # ------------------------------------------------------------------------------------------------ main
