@@ -503,3 +503,43 @@ def test_a_big_picture_in_analysis_does_not_block_a_small_one():
         return bool(small) and still_running
 
     assert asyncio.run(main())
+
+
+def test_slow_analysis_still_answers_a_connected_client(store):
+    class Slow(FakeRecognizer):
+        def predict_arrays(self, arrays):
+            time.sleep(1.2)  # longer than the disconnect poll
+            return super().predict_arrays(arrays)
+
+    with make_client(store, recognizer=Slow()) as c:
+        assert post_photo(c, jpeg()).status_code == 200
+
+
+def test_a_client_that_gave_up_loses_its_place():
+    """Work for a disconnected client is cancelled while it waits (budget, queue), not carried on."""
+    from emoscope.server.errors import ApiError
+    from emoscope.server.routes import analyze
+
+    class Gone:
+        async def is_disconnected(self) -> bool:
+            return True
+
+    cancelled = asyncio.Event()
+
+    async def waiting_forever() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def main() -> int:
+        try:
+            await analyze.unless_gone(Gone(), waiting_forever())
+        except ApiError as exc:
+            return exc.status
+        return 0
+
+    t0 = time.monotonic()
+    assert asyncio.run(main()) == 499
+    assert cancelled.is_set() and time.monotonic() - t0 < 5

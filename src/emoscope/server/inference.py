@@ -96,6 +96,13 @@ class Inference:
             return rec.predict_arrays(images)
         return [rec.predict(im) for im in images]
 
+    def backlog(self, image: np.ndarray) -> int:
+        """How many images wait (not yet running) in the worker that ``image`` would go to."""
+        if self._lanes is None:
+            return 0
+        small = int(image.shape[0]) * int(image.shape[1]) <= SMALL_PIXELS
+        return len((self._lanes[0] if small else self._lanes[1]).heap)
+
     async def predict(self, image: np.ndarray) -> list[Any]:
         """The faces in one BGR image, computed in a batch with whatever else of its size is waiting."""
         loop = asyncio.get_running_loop()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
-from typing import Any, Literal
+from collections.abc import Coroutine
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +22,8 @@ from ..schemas import AnalyzeOut, errors
 from ..state import ServerState, state
 
 router = APIRouter()
+T = TypeVar("T")
+DISCONNECT_POLL_S = 0.5
 
 _BODY = {
     "required": True,
@@ -112,17 +117,38 @@ async def analyze(
     _admit(request, app)
     app.photos += 1
     try:
-        out = await _analyze(request, app, annotate, format, log)
+        data = await read_upload(request, app.settings.max_upload_bytes)
+        out = await unless_gone(request, _analyze(app, data, annotate, format, log))
     finally:
         app.photos -= 1
     out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return out
 
 
-async def _analyze(request: Request, app: ServerState, annotate: bool, fmt: str, log: bool) -> dict[str, Any]:
-    """Read, decode (budgeted, already shrunk), analyse, log, annotate: one admitted photo."""
+async def unless_gone(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` (after the body is read), cancelling it when the client disconnects meanwhile.
+
+    A client that gave up must not keep its place in the decode budget or the inference queue (a waiting
+    step is cancelled; a decode or database write already running finishes first)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                raise ApiError(499, "client_closed", "the client closed the connection; the photo was dropped")
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+async def _analyze(app: ServerState, data: bytes, annotate: bool, fmt: str, log: bool) -> dict[str, Any]:
+    """Decode (budgeted, already shrunk), analyse, log, annotate: one admitted photo."""
     s = app.settings
-    data = await read_upload(request, s.max_upload_bytes)
     d = await app.decoder.decode(data, max_pixels=s.max_pixels, max_side=s.analyze_max_side, max_aspect=s.max_aspect)
     del data
     try:

@@ -129,6 +129,9 @@ class _Session:
         except media.MediaError as exc:
             await self.error(exc.status, exc.code, exc.message, seq=seq)
             return True
+        if app.inference.backlog(d.image) >= app.inference.max_batch:  # live: drop a frame rather than lag
+            await self.error(503, "busy", "the server is busy; frame dropped (send the next one)", seq=seq)
+            return True
         try:
             faces = await app.inference.predict(d.image)
         except Exception as exc:
