@@ -381,3 +381,23 @@ def test_photo_faces_are_numbered_from_one_like_tracks():
     assert not np.array_equal(numbered, draw_faces(img, faces, numbers=False))
     wrong = [TrackedFace(i, f.box, f.score, f.probs, f.probs, f.label) for i, f in enumerate(faces)]
     assert not np.array_equal(numbered, draw_faces(img, wrong))  # numbering from 0 would draw differently
+
+
+def test_face_table_round_trips_and_stays_small():
+    import tracemalloc
+
+    from emoscope.video import FaceTable
+
+    faces = [_tracked(1, "happy"), _tracked(2, "sad")]
+    table = FaceTable(tuple(EMOTIONS))
+    img = np.empty((0,), np.uint8)
+    tracemalloc.start()
+    for i in range(2000):
+        table.add(Frame(i, i / 10, img), faces, 0)
+    used, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert used / len(table) < 200  # bytes per face per frame: numbers, not dicts
+    frame, back, shot = next(table.frames())
+    assert [f.track_id for f in back] == [1, 2] and back[1].label == "sad" and back[0].box == faces[0].box
+    assert back[0].probs["happy"] == pytest.approx(faces[0].probs["happy"], abs=1e-6)
+    assert len(table.rows()) == 4000 and table.rows()[1]["track_id"] == 2
