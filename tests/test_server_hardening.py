@@ -249,7 +249,7 @@ def test_deeply_nested_stream_message_is_a_clear_error(store):
 
 def test_stream_frames_are_shrunk_and_extreme_aspects_refused(store):
     rec = ShapeRecorder()
-    with make_client(store, recognizer=rec, analyze_max_side=200, ws_max_fps=1000) as c, c.websocket_connect(WS) as ws:
+    with make_client(store, recognizer=rec, ws_max_side=200, ws_max_fps=1000) as c, c.websocket_connect(WS) as ws:
         ws.receive_json()
         ws.send_bytes(jpeg(800, 400))
         msg = ws.receive_json()
@@ -455,11 +455,11 @@ def test_small_images_are_not_held_behind_big_ones(monkeypatch, late):
     async def main() -> None:
         first = asyncio.create_task(inf.predict(np.zeros((8, 8, 3), np.uint8)))
         await asyncio.sleep(0.1)
-        sizes = [1900, 1800, 40] if late else [1900, 30, 1800, 40]
+        sizes = [950, 900, 40] if late else [950, 30, 900, 40]
         waiting = []
         for s in sizes:
             waiting.append(asyncio.create_task(inf.predict(np.zeros((s, s, 3), np.uint8))))
-            if late and s == 1800:
+            if late and s == 900:
                 await asyncio.sleep(0.3)  # the 40 px one arrives long after the big ones
         await asyncio.sleep(0.1)
         gate.set()
@@ -471,9 +471,9 @@ def test_small_images_are_not_held_behind_big_ones(monkeypatch, late):
         monkeypatch.setattr(inference, "SECONDS_PER_MEGAPIXEL", 0.05)
     asyncio.run(main())
     if late:
-        assert rec.batches == [[8], [1800, 1900], [40]]
+        assert rec.batches == [[8], [900, 950], [40]]
     else:
-        assert rec.batches == [[8], [30, 40], [1800, 1900]]
+        assert rec.batches == [[8], [30, 40], [900, 950]]
 
 
 def test_a_big_picture_in_analysis_does_not_block_a_small_one():

@@ -18,8 +18,11 @@ import numpy as np
 
 #: Images up to this many pixels (a full-HD frame) use the small-image worker; larger ones the other.
 SMALL_PIXELS = 1920 * 1080
-#: A batch holds images of at most this many times the first one's pixels.
+#: A batch holds images of at most this many times the first one's pixels, and at most this many pixels
+#: in all (the first image always goes): detection cost grows with pixels (tiles), and every image in a
+#: batch waits for the whole batch.
 BATCH_PIXEL_RATIO = 4
+BATCH_MAX_PIXELS = 1920 * 1080
 #: Queue order: arrival time plus this many seconds per megapixel. Small images overtake big ones that
 #: arrived up to a few seconds earlier, and a big one is never starved by a steady flow of small ones.
 SECONDS_PER_MEGAPIXEL = 1.0
@@ -42,12 +45,18 @@ class _Lane:
         self.ready.set()
 
     def next_batch(self) -> list[tuple[np.ndarray, asyncio.Future]]:
-        """The first waiting image and up to ``max_batch - 1`` others of similar size, in queue order."""
+        """The first waiting image and others of similar size, in queue order, within the batch limits."""
         first = heapq.heappop(self.heap)
         size = first[2].shape[0] * first[2].shape[1]
         lo, hi = size / BATCH_PIXEL_RATIO, size * BATCH_PIXEL_RATIO
-        pick = [e for e in sorted(self.heap) if lo <= e[2].shape[0] * e[2].shape[1] <= hi]
-        pick = pick[: self.owner.max_batch - 1]
+        pick, total = [], size
+        for e in sorted(self.heap):
+            n = e[2].shape[0] * e[2].shape[1]
+            if len(pick) + 1 >= self.owner.max_batch or total + n > BATCH_MAX_PIXELS:
+                break
+            if lo <= n <= hi:
+                pick.append(e)
+                total += n
         if pick:
             chosen = {id(e) for e in pick}
             self.heap = [e for e in self.heap if id(e) not in chosen]

@@ -39,6 +39,7 @@ class ServerSettings:
     ws_max_frame_bytes: int = 1024 * 1024
     ws_max_frame_pixels: int = 1920 * 1080
     ws_max_fps: float = 15.0
+    ws_max_side: int = 1280  # live frames are analysed at most this large (the page sends 480x360)
     ws_max_aspect: float = 4.0  # live frames come from cameras (4:3 to 32:9); strips are refused
     ws_max_connections: int = 16
     sample_interval: float = 1.0  # seconds between mood rows of one live track
@@ -71,7 +72,7 @@ class ServerSettings:
                 "(or --token auto, or the EMOSCOPE_TOKEN environment variable)"
             )
         positive = ("max_upload_bytes", "max_pixels", "ws_max_frame_bytes", "ws_max_frame_pixels", "max_pending",
-                    "analyze_max_side", "decode_budget_bytes", "decode_workers", "max_header_bytes",
+                    "analyze_max_side", "ws_max_side", "decode_budget_bytes", "decode_workers", "max_header_bytes",
                     "max_connections")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:

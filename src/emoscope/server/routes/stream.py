@@ -72,7 +72,7 @@ class _Session:
         await ws.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
         limits = {"max_frame_bytes": s.ws_max_frame_bytes, "max_frame_pixels": s.ws_max_frame_pixels,
                   "max_fps": s.ws_max_fps, "max_aspect": s.ws_max_aspect,
-                  "analysed_max_side": s.analyze_max_side}  # fmt: skip
+                  "analysed_max_side": s.ws_max_side}  # fmt: skip
         classes = list(getattr(self.app.inference.recognizer, "classes", EMOTIONS))
         await ws.send_json({"type": "hello", "session": self.session, "classes": classes, "limits": limits,
                             "options": asdict(self.state.options), "log_allowed": s.mood_log})  # fmt: skip
@@ -124,7 +124,7 @@ class _Session:
             return True
         t_recv = time.perf_counter()
         try:
-            d = await app.decoder.decode(data, max_pixels=s.ws_max_frame_pixels, max_side=s.analyze_max_side,
+            d = await app.decoder.decode(data, max_pixels=s.ws_max_frame_pixels, max_side=s.ws_max_side,
                                          max_aspect=s.ws_max_aspect, accept=FRAME_TYPES)  # fmt: skip
         except media.MediaError as exc:
             await self.error(exc.status, exc.code, exc.message, seq=seq)
