@@ -68,7 +68,9 @@ def main() -> None:
             dt = time.perf_counter() - t
             m = classification_metrics(test.labels, probs.argmax(1), test.classes)
             acc[name] = 100 * m["accuracy"]
-            rows.append(f"| {name} | {acc[name]:.2f}% | {m['macro_f1']:.4f} | {len(test) / dt:,.0f} |")
+            top2 = np.sort(probs, axis=1)[:, -2:]
+            ties = int(np.sum(top2[:, 0] == top2[:, 1]))  # faces whose runner-up equals the winner exactly
+            rows.append(f"| {name} | {acc[name]:.2f}% | {m['macro_f1']:.4f} | {len(test) / dt:,.0f} | {ties} |")
             print(rows[-1], flush=True)
         drop = acc["PyTorch fp32"] - acc["ONNX Runtime int8"]
         keep = drop <= args.max_drop
@@ -94,7 +96,8 @@ def main() -> None:
              f"Command: `python benchmarks/int8_accuracy.py {' '.join(sys.argv[1:])}`".rstrip(), "",
              f"Weights: `{weights}`; {len(test)} PrivateTest faces, no TTA; static QDQ int8 (per-channel weights) "
              f"calibrated on {len(calib)} training faces in {quant_s:.0f} s.", "",
-             "| model | accuracy | macro-F1 | faces/s (batch 64) |", "|---|---:|---:|---:|", *rows, "", verdict, ""]
+             "| model | accuracy | macro-F1 | faces/s (batch 64) | exact top-2 ties |",
+             "|---|---:|---:|---:|---:|", *rows, "", verdict, ""]
     if installed:
         lines += ["Installed: " + ", ".join(installed), ""]
     args.out.write_text("\n".join(lines))
