@@ -377,9 +377,9 @@ def speed(rec: Recognizer, people: list[dict[str, np.ndarray]], tmp: Path, n: in
              "minimum, which is closest to what an idle machine takes):", "", *stages(rec, path)]
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() else ["?"]
     return rows + ["", f"Load average when this section ended: {' / '.join(load)} (1 / 5 / 15 min) on 2 cores. "
-                   "Frames per CPU-second counts only the time this process ran (all its threads), so it is "
-                   "what the pipeline does per second of CPU it actually got; on an idle 2-core machine the "
-                   "wall rate lies between it and twice it."]
+                   "Frames per CPU-second counts only the time this process ran (all its threads). Under this "
+                   "load both columns are noisy (a row with one more feature can come out faster): read the "
+                   "per-stage minima for what each feature costs."]
 
 
 def stages(rec: Recognizer, path: Path) -> list[str]:
