@@ -63,23 +63,30 @@ def annotated(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
-def test_annotated_video_plays_in_chromium(annotated, suffix, tmp_path):
-    video = annotated[suffix]
-    page_path = tmp_path / "play.html"
-    page_path.write_text(PAGE.format(src=video.as_uri()))
+@pytest.fixture(scope="module")
+def browser():
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
             "--allow-file-access-from-files", "--no-first-run", "--disable-component-update"]
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         try:
-            page = browser.new_page()
-            page.goto(page_path.as_uri())
-            got = page.evaluate(PROBE)
+            yield b
         finally:
-            browser.close()
+            b.close()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_annotated_video_plays_in_chromium(annotated, browser, suffix, tmp_path):
+    video = annotated[suffix]
+    page_path = tmp_path / "play.html"
+    page_path.write_text(PAGE.format(src=video.as_uri()))
+    page = browser.new_page()
+    try:
+        page.goto(page_path.as_uri())
+        got = page.evaluate(PROBE)
+    finally:
+        page.close()
     assert got["error"] is None and (got["w"], got["h"]) == (480, 360), got
     assert got["duration"] == pytest.approx(2.5, abs=0.2) and got["t"] > 0.2, got  # it played forward
     assert 20 < got["mean"] < 235 and got["colourful"] > 0.001, got  # a real picture with coloured boxes/bars
     assert got["audioBytes"] > 0, got  # the copied sound decodes too
-
