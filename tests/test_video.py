@@ -217,7 +217,7 @@ def test_run_video_writes_video_csv_timeline(video, rec, tmp_path):
     r0 = rows[0]
     assert sum(float(r0[f"raw_{c}"]) for c in EMOTIONS) == pytest.approx(1, abs=1e-3)
     assert sum(float(r0[f"smooth_{c}"]) for c in EMOTIONS) == pytest.approx(1, abs=1e-3)
-    assert float(r0["confidence"]) == pytest.approx(float(r0[f"smooth_{r0['label']}"]), abs=1e-3)
+    assert float(r0["confidence"]) == pytest.approx(float(r0[f"raw_{r0['label']}"]), abs=1e-3)
     img = cv2.imread(str(png))
     assert img is not None and img.shape[0] > 50
     s = report.summary

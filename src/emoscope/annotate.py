@@ -1,7 +1,8 @@
 """Drawing results on pictures: a box per face, its label (and track id), and a bar per emotion.
 
 Works for :class:`~emoscope.recognizer.Face` and :class:`~emoscope.video.TrackedFace` alike (anything with
-``box``, ``label`` and ``probs``; tracked faces show their smoothed probabilities). Every face carries its
+``box``, ``label`` and ``probs``; tracked faces show their smoothed label and bars, with the classifier's own
+probability of that label in the text). Every face carries its
 number, counted from 1 as in the CSV, the tables and the web page: a tracked face its track id, a face of
 a photo its place in the list (``#1`` for the first face ``predict`` returns, left to right). Sizes scale
 with the face and the picture so the drawing stays readable from thumbnails to 4K frames.
@@ -67,7 +68,9 @@ def draw_faces(image_bgr: np.ndarray, faces: Iterable[Any], bars: bool = True, c
         scale = float(np.clip(max(bw, base / 4) / 280.0, 0.35, 1.6))
         tid = getattr(f, "track_id", None)
         number = f"#{tid if tid is not None else n} " if numbers else ""
-        text = f"{number}{label} {100 * probs.get(label, 0):.0f}%"
+        pct = getattr(f, "confidence", None)  # the classifier's own probability of the shown label
+        pct = probs.get(label, 0) if pct is None else pct
+        text = f"{number}{label} {100 * pct:.0f}%"
         (tw, th), _ = cv2.getTextSize(text, _FONT, scale, max(1, thick))
         ty = y - 4 if y - th - 6 >= 0 else min(h - 2, y + bh + th + 4)
         _text(img, text, (max(0, min(x, w - tw - 1)), ty), scale, col, max(1, thick))

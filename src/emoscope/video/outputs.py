@@ -19,7 +19,7 @@ from .tracking import TrackedFace
 class EmotionSummary:
     """Running totals: seconds per emotion per track and overall (face-seconds), shots, frames without a face.
 
-    Per track also: the shot it lives in, how often its label changed, and its confidence (the mean smoothed
+    Per track also: the shot it lives in, how often its label changed, and its confidence (the mean raw
     probability of the label it showed).
     """
 
@@ -151,7 +151,7 @@ class CsvLog:
     """CSV rows: one per tracked face per analysed frame (a row with empty face fields when none is visible).
 
     ``track_id`` numbers faces from 1 in order of first appearance (as the summary, page and pictures do);
-    ``shot`` numbers the camera shots from 1; ``confidence`` is the smoothed probability of ``label``.
+    ``shot`` numbers the camera shots from 1; ``confidence`` is the classifier's raw probability of ``label``.
     """
 
     def __init__(self, path: str | Path, classes: Sequence[str] = EMOTIONS) -> None:

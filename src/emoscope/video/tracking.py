@@ -48,8 +48,9 @@ class TrackedFace:
 
     @property
     def confidence(self) -> float:
-        """Smoothed probability of the shown label."""
-        return float(self.smoothed.get(self.label, 0.0))
+        """The classifier's own probability for the shown label in this frame (raw, not smoothed: the offline
+        HMM's probabilities are near 0 or 1 and say how sure the model of label changes is, not the face)."""
+        return float(self.probs.get(self.label, 0.0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
