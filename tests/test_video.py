@@ -401,3 +401,40 @@ def test_face_table_round_trips_and_stays_small():
     assert [f.track_id for f in back] == [1, 2] and back[1].label == "sad" and back[0].box == faces[0].box
     assert back[0].probs["happy"] == pytest.approx(faces[0].probs["happy"], abs=1e-6)
     assert len(table.rows()) == 4000 and table.rows()[1]["track_id"] == 2
+
+
+class _FakeCapture:
+    """cv2.VideoCapture stand-in: ``n`` good frames, a frame count estimate of ``n + extra`` and an
+    unreadable frame at ``bad`` (the container estimate is often a few frames over the real end)."""
+
+    def __init__(self, n: int, extra: int, bad: int | None = None) -> None:
+        self.n, self.extra, self.bad, self.i = n, extra, bad, 0
+
+    def get(self, prop):
+        return {cv2.CAP_PROP_FPS: 25.0, cv2.CAP_PROP_FRAME_COUNT: float(self.n + self.extra)}.get(prop, 0.0)
+
+    def read(self):
+        self.i += 1
+        if self.i > self.n or self.i - 1 == self.bad:
+            return False, None
+        return True, np.zeros((8, 8, 3), np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_reads_past_the_estimated_end_are_not_unreadable_frames():
+    from emoscope.video.sources import CaptureSource
+
+    src = CaptureSource(_FakeCapture(10, 3), "file", "x.mp4", None, live=False)
+    assert len(list(src)) == 10 and src.skipped == 0 and src.problems == []  # was "frame 10-12 unreadable"
+    mid = CaptureSource(_FakeCapture(10, 3, bad=4), "file", "x.mp4", None, live=False)
+    frames = list(mid)
+    assert [f.index for f in frames] == [0, 1, 2, 3, 5, 6, 7, 8, 9] and mid.skipped == 1
+    assert mid.problems == ["frame 4: could not be decoded"]
+
+
+@pytest.mark.parametrize("fps", [-5, 0, float("nan"), float("inf")])
+def test_open_source_refuses_a_bad_frame_rate(video, fps):
+    with pytest.raises(VideoSourceError, match="fps must be above 0"):
+        open_source(video, fps=fps)
