@@ -543,3 +543,16 @@ def test_a_client_that_gave_up_loses_its_place():
     t0 = time.monotonic()
     assert asyncio.run(main()) == 499
     assert cancelled.is_set() and time.monotonic() - t0 < 5
+
+
+def test_unexpected_errors_are_json_500s_without_details(store, monkeypatch):
+    def broken() -> int:
+        raise RuntimeError("secret internal detail")
+
+    with make_client(store) as c:
+        monkeypatch.setattr(store, "count", broken)
+        r = c.get("/api/v1/health")
+        err = assert_error(r, 500, "internal_error")
+        assert "secret" not in r.text and "Traceback" not in r.text and "RuntimeError" in err["message"]
+        monkeypatch.undo()
+        assert c.get("/api/v1/health").status_code == 200
