@@ -425,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = ["# Video quality: tracks, cuts, smoothing, speed", "",
            f"Made by `{cmd}` on {time.strftime('%Y-%m-%d')}, {cpu}, 2 cores shared with other work (a training "
            "job and other sessions ran at the same time: frames/s here are lower than on an idle machine). "
-           f"Model: {rec!r}.", ""]
+           f"Model: {rec!r}. Cut detection: {ShotDetector().backend} score "
+           "(`pyscenedetect` when the scenedetect package is installed, else `builtin`: the same content score).",
+           ""]
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         t0 = time.perf_counter()
