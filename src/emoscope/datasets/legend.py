@@ -55,6 +55,64 @@ def read_legend_rows(legend: Path) -> list[dict[str, str]]:
         raise DatasetError(f"{legend}: cannot read ({exc})") from None
 
 
+def _labelled_images(rows: list[dict[str, str]], sch: LabelScheme, table: Mapping[str, str], legend: Path
+                     ) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """(image, class id) per image with one agreed label, and failures for images with conflicting labels.
+
+    Unknown labels raise one :class:`LabelError` listing each with its count.
+    """
+    by_image: dict[str, set[str]] = {}
+    unknown: Counter[str] = Counter()
+    for row in rows:
+        name = canonical_name(row["emotion"])
+        name = table.get(name, name)
+        if name not in sch.classes:
+            unknown[row["emotion"]] += 1
+            continue
+        by_image.setdefault(row["image"], set()).add(name)
+    if unknown:
+        listing = ", ".join(f"{k!r} x{v}" for k, v in unknown.most_common())
+        raise LabelError(f"{legend}: labels not in scheme {sch.name!r} ({', '.join(sch.classes)}): {listing}. "
+                         "Pass merges={...} to map them.")
+    failures: list[tuple[str, str]] = []
+    items: list[tuple[str, int]] = []
+    for image, names in sorted(by_image.items()):
+        if len(names) > 1:
+            failures.append((image, f"conflicting labels {sorted(names)}"))
+        else:
+            items.append((image, sch.index(next(iter(names)))))
+    return items, failures
+
+
+def _read_faces(items: list[tuple[str, int]], failures: list[tuple[str, str]], legend: Path, img_dir: Path,
+                sch: LabelScheme, crop: Callable[[np.ndarray], np.ndarray] | None, size: int, progress: bool
+                ) -> FaceSet:
+    """Read and crop every labelled image; missing, unreadable and faceless ones are added to ``failures``."""
+    images, labels, sources = [], [], []
+    for image, label in tqdm(items, desc=f"reading {legend.parent.name}", unit="img", disable=not progress,
+                             leave=False):
+        p = img_dir / image
+        if not p.is_file():
+            failures.append((image, "listed in legend.csv but the image file is missing"))
+            continue
+        try:
+            gray = read_gray(p)
+            face = crop(gray) if crop else center_square(gray, size)
+        except ImageReadError as exc:
+            failures.append((image, str(exc)))
+            continue
+        if face is None:
+            failures.append((image, "no face found"))
+            continue
+        images.append(face)
+        labels.append(label)
+        sources.append(image)
+    if not images:
+        raise DatasetError(f"{legend}: none of {len(items)} labelled images could be read from {img_dir}")
+    return FaceSet(np.stack(images), np.array(labels), np.full(len(images), "all", dtype=object),
+                   np.array(sources, dtype=object), sch, failures)
+
+
 def read_legend(
     path: str | Path,
     scheme: str | LabelScheme = "fer7",
@@ -83,60 +141,14 @@ def read_legend(
         raise DatasetError(f"{legend}: no rows")
     table = dict(sch.merges if merges is None else merges)
 
-    # labels -> canonical names; collect unknowns with counts for one clear error
-    by_image: dict[str, set[str]] = {}
-    unknown: Counter[str] = Counter()
-    for row in rows:
-        name = canonical_name(row["emotion"])
-        name = table.get(name, name)
-        if name not in sch.classes:
-            unknown[row["emotion"]] += 1
-            continue
-        by_image.setdefault(row["image"], set()).add(name)
-    if unknown:
-        listing = ", ".join(f"{k!r} x{v}" for k, v in unknown.most_common())
-        raise LabelError(f"{legend}: labels not in scheme {sch.name!r} ({', '.join(sch.classes)}): {listing}. "
-                         "Pass merges={...} to map them.")
-
-    failures: list[tuple[str, str]] = []
-    items: list[tuple[str, int]] = []
-    for image, names in sorted(by_image.items()):
-        if len(names) > 1:
-            failures.append((image, f"conflicting labels {sorted(names)}"))
-        else:
-            items.append((image, sch.index(next(iter(names)))))
-
+    items, failures = _labelled_images(rows, sch, table, legend)
     key = None
     if use_cache and crop is None:
         key = cache_key("legend", str(legend.resolve()), legend.stat().st_mtime, str(img_dir.resolve()),
                         sch.name, table, size, len(items))
     cached = load_cached(key) if key else None
     if cached is None:
-        images, labels, sources = [], [], []
-        missing = 0
-        for image, label in tqdm(items, desc=f"reading {legend.parent.name}", unit="img", disable=not progress,
-                                 leave=False):
-            p = img_dir / image
-            if not p.is_file():
-                missing += 1
-                failures.append((image, "listed in legend.csv but the image file is missing"))
-                continue
-            try:
-                gray = read_gray(p)
-                face = crop(gray) if crop else center_square(gray, size)
-            except ImageReadError as exc:
-                failures.append((image, str(exc)))
-                continue
-            if face is None:
-                failures.append((image, "no face found"))
-                continue
-            images.append(face)
-            labels.append(label)
-            sources.append(image)
-        if not images:
-            raise DatasetError(f"{legend}: none of {len(items)} labelled images could be read from {img_dir}")
-        cached = FaceSet(np.stack(images), np.array(labels), np.full(len(images), "all", dtype=object),
-                         np.array(sources, dtype=object), sch, failures)
+        cached = _read_faces(items, failures, legend, img_dir, sch, crop, size, progress)
         if key:
             save_cached(key, cached)
     fs = cached
