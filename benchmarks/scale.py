@@ -367,7 +367,8 @@ def write_report(path: Path, args: argparse.Namespace, command: str, n_photos: i
         "",
     ]
     krun, at_kill, first_s = kill
-    same = "identical to" if krun.faces == clean.faces and krun.inputs == clean.inputs else "DIFFERENT from"
+    same_counts = krun.faces == clean.faces and krun.inputs == clean.inputs
+    same = "the same counts as" if same_counts else "DIFFERENT counts from"
     lines += [
         f"The local run was killed with `kill -9` after {first_s:.0f} s, when {at_kill:,} of {n_photos:,} inputs "
         f"were committed; the same command then finished the rest. Result: {krun.inputs:,} input rows and "
