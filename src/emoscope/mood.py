@@ -238,8 +238,13 @@ def make_engine(url: str, readonly: bool = False) -> Engine:
             kw.update(pool_size=8, max_overflow=32)  # server threads; SQLite itself serialises the writes
         if readonly and not memory:
             # SQLAlchemy passes ``file:...`` with uri=true to sqlite3 as a URI filename; mode=ro never creates it
-            path = quote(str(Path(parsed.database).resolve()))
-            parsed = sa.engine.URL.create("sqlite", database=f"file:{path}", query={"mode": "ro", "uri": "true"})
+            file = Path(parsed.database).resolve()
+            query = {"mode": "ro", "uri": "true"}
+            if file.parent.is_dir() and not os.access(file.parent, os.W_OK):
+                # A WAL database needs its -shm file beside it, which a read-only folder cannot take: read it as an
+                # immutable file (nobody can be writing it there: a writer needs that folder too).
+                query["immutable"] = "1"
+            parsed = sa.engine.URL.create("sqlite", database=f"file:{quote(str(file))}", query=query)
         engine = sa.create_engine(parsed, **kw)
         if not memory:
             sa.event.listen(engine, "connect", _sqlite_readonly_pragmas if readonly else _sqlite_pragmas)
