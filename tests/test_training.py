@@ -282,7 +282,7 @@ def test_every_committed_config_is_a_valid_recipe():
     from emoscope.models import list_models
 
     repo = Path(__file__).resolve().parents[1]
-    configs = sorted((repo / "configs").glob("*.json"))
+    configs = sorted((repo / "configs").rglob("*.json"))
     assert configs
     for path in configs:
         cfg = TrainConfig.from_dict(json.loads(path.read_text()))

@@ -98,7 +98,8 @@ def add_recognizer_options(
     if tta is not None:
         g.add_argument("--tta", default=tta, choices=TTA_CHOICES, metavar="MODE",
                        help="test-time augmentation (averaging the model over altered copies of each face: "
-                            "flip = mirrored, crops = 10 shifted crops, ~10x slower): %(choices)s "
+                            "flip = mirrored, crops = 12 views: the whole face, 5 shifted crops and their mirrors, "
+                            "~12x slower): %(choices)s "
                             f"(default: {tta})")
     if margin:
         g.add_argument("--margin", type=finite_float, metavar="FRACTION",
