@@ -14,6 +14,7 @@ Sections, each printing one JSON line:
 - ``video IN.mp4 OUT.mp4``: frames/s of decode -> ``detect_emotions`` -> boxes and labels drawn -> mp4 written,
   with the process's peak RSS;
 - ``accuracy FACES.npz``: accuracy of fer's classifier on 48 x 48 faces (resized to 64 x 64 as fer does);
+- ``faces FACES.npz``: fer's classifier's class id for each of those faces (as ``accuracy`` scores them);
 - ``photos LIST.txt``: fer's whole pipeline (its Haar detector, padding, crop, classifier) on each photo named in
   the list (one path a line); prints the label of the largest face of each photo, or null when fer finds none.
 """
@@ -112,13 +113,17 @@ def video(src: str, dst: str) -> dict:
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def accuracy(npz: str) -> dict:
-    det = _fer()
-    data = np.load(npz)
-    faces = np.stack([cv2.resize(f, (64, 64)) for f in data["images"]]).astype(np.float32)
+def _predict_faces(det, images: np.ndarray) -> np.ndarray:
+    """fer's classifier on 48 x 48 uint8 faces, with its own resize to 64 x 64 and scaling; class ids."""
+    faces = np.stack([cv2.resize(f, (64, 64)) for f in images]).astype(np.float32)
     faces = (faces / 255.0 - 0.5) * 2.0  # fer's own preprocessing (detect_emotions)
-    pred = np.concatenate([np.asarray(det._classify_emotions(faces[i : i + 256])).argmax(1)
+    return np.concatenate([np.asarray(det._classify_emotions(faces[i : i + 256])).argmax(1)
                            for i in range(0, len(faces), 256)])
+
+
+def accuracy(npz: str) -> dict:
+    data = np.load(npz)
+    pred = _predict_faces(_fer(), data["images"])
     labels = data["labels"]
     f1 = []
     for c in range(7):
@@ -126,6 +131,10 @@ def accuracy(npz: str) -> dict:
         p, r = tp / max(1, int((pred == c).sum())), tp / max(1, int((labels == c).sum()))
         f1.append(0.0 if p + r == 0 else 2 * p * r / (p + r))
     return {"accuracy": float((pred == labels).mean()), "macro_f1": float(np.mean(f1)), "n": int(len(labels))}
+
+
+def faces(npz: str) -> dict:
+    return {"predictions": _predict_faces(_fer(), np.load(npz)["images"]).tolist()}
 
 
 def photos(list_path: str) -> dict:
@@ -154,8 +163,10 @@ if __name__ == "__main__":
         res = video(rest[0], rest[1])
     elif section == "accuracy":
         res = accuracy(rest[0])
+    elif section == "faces":
+        res = faces(rest[0])
     elif section == "photos":
         res = photos(rest[0])
     else:
-        sys.exit(f"unknown section {section!r}: choose classifier, detector, video, accuracy or photos")
+        sys.exit(f"unknown section {section!r}: choose classifier, detector, video, accuracy, faces or photos")
     print(json.dumps(res))

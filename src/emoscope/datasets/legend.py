@@ -55,7 +55,7 @@ def read_legend_rows(legend: Path) -> list[dict[str, str]]:
         raise DatasetError(f"{legend}: cannot read ({exc})") from None
 
 
-def _labelled_images(rows: list[dict[str, str]], sch: LabelScheme, table: Mapping[str, str], legend: Path
+def labelled_images(rows: list[dict[str, str]], sch: LabelScheme, table: Mapping[str, str], legend: Path
                      ) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
     """(image, class id) per image with one agreed label, and failures for images with conflicting labels.
 
@@ -141,7 +141,7 @@ def read_legend(
         raise DatasetError(f"{legend}: no rows")
     table = dict(sch.merges if merges is None else merges)
 
-    items, failures = _labelled_images(rows, sch, table, legend)
+    items, failures = labelled_images(rows, sch, table, legend)
     key = None
     if use_cache and crop is None:
         key = cache_key("legend", str(legend.resolve()), legend.stat().st_mtime, str(img_dir.resolve()),
@@ -160,4 +160,4 @@ def read_legend(
     return fs
 
 
-__all__ = ["LabelError", "read_legend", "read_legend_rows"]
+__all__ = ["LabelError", "labelled_images", "read_legend", "read_legend_rows"]
