@@ -301,6 +301,51 @@ def test_ray_engine_matches_local(media, tmp_path):
     assert workers and str(os.getpid()) not in {w.split(":")[-1] for w in workers}
 
 
+def _running_cluster() -> tuple[str, Path]:
+    """The address and temp folder of the Ray head node that .ci/run starts, or skip."""
+    pytest.importorskip("ray", reason="the batch extra is not installed: pip install 'emoscope[batch]'")
+    address, folder = os.environ.get("EMOSCOPE_TEST_RAY_ADDRESS"), os.environ.get("EMOSCOPE_TEST_RAY_DIR")
+    if not address or not folder:
+        pytest.skip("no running Ray cluster to join: .ci/run starts one (`ray start --head`) and sets "
+                    "EMOSCOPE_TEST_RAY_ADDRESS and EMOSCOPE_TEST_RAY_DIR")
+    return address, Path(folder)
+
+
+def _batch_cli(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emoscope", "batch", *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **env})
+
+
+def test_ray_engine_joins_a_running_cluster(media, tmp_path):
+    """--address joins an existing cluster (token authentication, Ray's default): its actors do the work."""
+    address, folder = _running_cluster()
+    out = tmp_path / "joined"
+    r = _batch_cli([*photos(tmp_path, 5), str(media / "bad.jpg"), "--out", str(out), "--engine", "ray",
+                    "--address", address, "--workers", "2", "--weights", "fast", "--no-detect", "--chunk-size", "2",
+                    "--no-progress"], RAY_AUTH_MODE="token")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and "6 inputs" in r.stdout + r.stderr
+    inputs = pd.read_parquet(out / "_inputs")
+    assert sorted(inputs["status"]) == ["error", *["ok"] * 5]
+    assert len(pd.read_parquet(out)) == 5
+    # The workers are processes of that cluster: each worker's pid names a log file in the cluster's own folder.
+    logs = {p.name for p in folder.glob("session_*/logs/*")}
+    for pid in {w.rsplit(":", 1)[-1] for w in inputs["worker"]}:
+        assert any(name.endswith(f"-{pid}.out") for name in logs), (pid, sorted(logs)[:20])
+
+
+def test_joining_without_the_token_says_how(media, tmp_path):
+    """Joining a token-authenticated cluster without RAY_AUTH_MODE: one clear line with the fix, no traceback."""
+    address, _ = _running_cluster()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    r = subprocess.run([sys.executable, "-m", "emoscope", "batch", str(media / "a.jpg"), "--out",
+                        str(tmp_path / "o"), "--engine", "ray", "--address", address, "--no-progress"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert f"cannot join the Ray cluster at {address}" in r.stderr and "set RAY_AUTH_MODE=token" in r.stderr
+
+
 def test_missing_weights_refused_before_any_work(media, tmp_path):
     with pytest.raises(B.BatchError, match="no such file"):
         B.run_batch([media / "a.jpg"], tmp_path / "out", B.BatchOptions(weights=str(tmp_path / "nope.pt")),

@@ -680,6 +680,30 @@ class _RayChunkWorker:
         return {name: np.array([getattr(r, name) for r in rows], dtype=object) for name in _input_schema().names}
 
 
+def _join_error(address: str | None, exc: BaseException) -> BatchError:
+    """The one-line error for a cluster that could not be started or joined, with the likeliest fix."""
+    if not address:
+        return BatchError(f"cannot start a local Ray cluster: {_message(exc)}")
+    hint = ""
+    if not os.environ.get("RAY_AUTH_MODE"):  # Ray >= 2.59 starts clusters with token authentication by default
+        hint = ("; if the cluster uses token authentication (the default of `ray start` since Ray 2.59), set "
+                "RAY_AUTH_MODE=token here (the token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+    return BatchError(f"cannot join the Ray cluster at {address}: {_message(exc)}{hint}")
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's own progress bars and log lines off: our bar and report say the same once."""
+    import logging
+
+    import ray.data
+
+    for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # after the import, which sets up Ray Data's logging
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
 def _run_ray(out: Path, options: BatchOptions, chunks: Sequence[Chunk], workers: int | None,
              address: str | None, report: BatchReport) -> Iterator[list[InputResult]]:
     try:
@@ -688,7 +712,6 @@ def _run_ray(out: Path, options: BatchOptions, chunks: Sequence[Chunk], workers:
         raise BatchError("--engine ray needs Ray: pip install 'emoscope[batch]'") from None
     import logging
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own bar and report say what Ray Data would
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # no C++ warnings about actor restarts on the console
     started = False
     if not ray.is_initialized():
@@ -701,8 +724,7 @@ def _run_ray(out: Path, options: BatchOptions, chunks: Sequence[Chunk], workers:
         try:
             ray.init(**kw)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-            raise BatchError(f"cannot start or join {where}: {_message(exc)}") from None
+            raise _join_error(address, exc) from None
         started = True
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -713,9 +735,7 @@ def _run_ray(out: Path, options: BatchOptions, chunks: Sequence[Chunk], workers:
         opts = asdict(options)
         if opts["threads"] is None and not address:  # share this machine's cores between the actors
             opts["threads"] = max(1, (os.cpu_count() or 1) // n)
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
+        _quiet_ray_data()
         items = [{"chunk": c.id, "sources": list(c.sources)} for c in chunks]
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))  # about one chunk per block
         ds = ds.map_batches(
