@@ -66,18 +66,46 @@ def timeit(fn, min_time: float = 2.0, min_iters: int = 5) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ sections
-def bench_classifier(quick: bool) -> list[str]:
-    """Crops/s of each shipped model and each backend, exactly the files a user gets."""
+def candidate_files(weights: Path, tmp: Path, data: Path) -> Path:
+    """A candidate checkpoint copied into ``tmp`` with its fp32 and int8 ONNX files beside it, as shipped ones are
+    (int8 calibrated on 500 FER-2013 training faces, stratified by class, as ``int8_accuracy.py`` does)."""
+    import shutil
+
+    from emoscope.datasets import load_dataset
+    from emoscope.export import export_onnx, quantize_int8
+
+    folder = tmp / f"candidate_{len(list(tmp.glob('candidate_*')))}"
+    folder.mkdir()
+    pt = folder / weights.name
+    shutil.copy(weights, pt)
+    fp32 = export_onnx(pt, pt.with_suffix(".onnx"))
+    train = load_dataset(data).split("training")
+    rng = np.random.default_rng(0)
+    pick = np.concatenate([rng.permutation(np.flatnonzero(train.labels == c))[:72] for c in np.unique(train.labels)])
+    quantize_int8(fp32, fp32.with_name(fp32.stem + ".int8.onnx"), train.images[pick[:500]])
+    return pt
+
+
+def bench_classifier(quick: bool, candidates: tuple[Path, ...] = (), tmp: Path | None = None,
+                     data: Path | None = None) -> list[str]:
+    """Crops/s of each shipped model and each backend, exactly the files a user gets; then any candidate
+    checkpoints (``--candidate``), exported and quantised the same way, in the same run."""
     from emoscope.recognizer import Recognizer
     from emoscope.weights import SHIPPED_MODELS, shipped_weights
 
     faces = np.random.default_rng(1).integers(0, 256, (256, 48, 48), dtype=np.uint8)
     rows = ["| model | backend | batch 1 (crops/s) | batch 64 (crops/s) |", "|---|---|---:|---:|"]
     budget = 1.0 if quick else 3.0
+    models: list[tuple[str, str, Path | None]] = []
     for role, stem in SHIPPED_MODELS.items():
         try:
-            pt = shipped_weights(role)
+            models.append((role, stem, shipped_weights(role)))
         except FileNotFoundError:
+            models.append((role, stem, None))
+    for c in candidates:
+        models.append(("candidate", str(c), candidate_files(c, tmp or Path(tempfile.mkdtemp()), data or Path("."))))
+    for role, stem, pt in models:
+        if pt is None:
             rows.append(f"| {role} ({stem}) | not installed | | |")
             continue
         for name, kw in [("PyTorch fp32", {"weights": pt, "backend": "torch"}),
@@ -94,7 +122,8 @@ def bench_classifier(quick: bool) -> list[str]:
             print(rows[-1], flush=True)
     rows.append("")
     rows.append("Input: uint8 48 x 48 crops through `Recognizer.classify` (preprocessing and softmax included), "
-                "the shipped files as installed.")
+                "the shipped files as installed"
+                + (" and each candidate checkpoint exported the same way." if candidates else "."))
     return rows
 
 
@@ -310,7 +339,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "SPEED.md")
     ap.add_argument("--quick", action="store_true", help="shorter timings and videos (a smoke run)")
     ap.add_argument("--force", action="store_true", help="run even while a training run uses the CPU")
+    ap.add_argument("--candidate", type=Path, action="append", default=[], metavar="PT",
+                    help="also time this checkpoint in the classifier section (exported to ONNX fp32 and int8 "
+                         "here, as the shipped files are); repeatable")
     args = ap.parse_args()
+    missing = [str(c) for c in args.candidate if not c.is_file()]
+    if missing:
+        ap.error(f"--candidate: no such checkpoint: {', '.join(missing)}")
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SECTIONS]
     if bad:
@@ -332,7 +367,7 @@ def main() -> None:
             print(f"== {section}", flush=True)
             t0 = time.perf_counter()
             if section == "classifier":
-                body = bench_classifier(args.quick)
+                body = bench_classifier(args.quick, tuple(args.candidate), tmp, args.data)
             elif section == "detector":
                 body = bench_detector(args.quick)
             elif section == "video":
