@@ -9,8 +9,9 @@ counts the mood rows the server acknowledged and checks the database holds them 
 disk is simulated separately (SQLite's ``max_page_count`` on a second, in-process server with the same app).
 Writes ``benchmarks/ABUSE.md`` with the command. Only loopback addresses; every phase has a deadline.
 
-    python benchmarks/abuse.py              # about two minutes on a small machine
-    python benchmarks/abuse.py --out -      # print only
+    python benchmarks/abuse.py                  # about two minutes on a small machine; writes ABUSE.md
+    python benchmarks/abuse.py --out -          # print only
+    python benchmarks/abuse.py --only storm     # only the storm (prints; --out FILE to write it)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +42,7 @@ from load import free_port, photo_variants, rss_kib, wait_ready
 
 TARGET_RSS_MIB = 1536
 TARGET_PHOTO_S = 1.0
+DEFAULT_OUT = Path(__file__).with_name("ABUSE.md")
 EVIL = "https://evil.example"
 
 
@@ -257,9 +260,8 @@ def full_disk() -> tuple[str, bool]:
     return f"{got['status']} {err.get('code')}: {err.get('message', '')[:60]}", got["status"] in (503, 507)
 
 
-def hostile_inputs(srv: Server, tmp: str) -> list[Row]:
-    face = photo_variants()[0]
-    cases: list[tuple[str, object]] = []
+def status_check(srv: Server):
+    """``status_of(method, path, body, headers, want)``: a probe answering (status and note, as expected?)."""
 
     def status_of(method: str, path: str, body: bytes | None = None, headers: dict | None = None, want=(200,)):
         def run() -> tuple[str, bool]:
@@ -280,6 +282,14 @@ def hostile_inputs(srv: Server, tmp: str) -> list[Row]:
 
         return run
 
+    return status_of
+
+
+def web_cases(srv: Server) -> list[tuple[str, Callable[[], tuple[str, bool]]]]:
+    """Cross-site calls and out-of-range query values (each with a request pipelined behind it)."""
+    status_of = status_check(srv)
+    face = photo_variants()[0]
+    cases: list[tuple[str, Callable[[], tuple[str, bool]]]] = []
     xs = {"Origin": EVIL, "Content-Type": "text/plain"}
     cases += [
         (
@@ -329,7 +339,13 @@ def hostile_inputs(srv: Server, tmp: str) -> list[Row]:
                 )(pipelined(srv, f"/api/v1/{q}")),
             )
         )
-    cases += [
+    return cases
+
+
+def input_cases(srv: Server, tmp: str) -> list[tuple[str, Callable[[], tuple[str, bool]]]]:
+    """Huge ids, giant and odd pictures, stream abuse, slow and huge request heads, a busy port, a full disk."""
+    status_of = status_check(srv)
+    cases: list[tuple[str, Callable[[], tuple[str, bool]]]] = [
         (
             "DELETE /captures/99999999999999999999",
             status_of("DELETE", "/api/v1/captures/99999999999999999999", want=(422,)),
@@ -360,8 +376,13 @@ def hostile_inputs(srv: Server, tmp: str) -> list[Row]:
         ("`emoscope serve` on a port in use", lambda: busy_port(srv, tmp)),
         ("full disk while logging (max_page_count, in-process)", full_disk),
     ]
+    return cases
+
+
+def hostile_inputs(srv: Server, tmp: str) -> list[Row]:
+    """Each hostile input once, in turn: its answer, whether as expected, its time and the server's RSS after."""
     rows = []
-    for name, fn in cases:
+    for name, fn in web_cases(srv) + input_cases(srv, tmp):
         t0 = time.monotonic()
         try:
             status, ok = fn()  # type: ignore[operator]
@@ -471,41 +492,45 @@ def db_rows(path: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM mood_events").fetchone()[0])
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(Path(__file__).with_name("ABUSE.md")), help="report file, '-' for none")
-    ap.add_argument("--storm-limit", type=float, default=120.0, help="seconds the 16 uploads may take (default 120)")
-    args = ap.parse_args(argv)
-    command = "python benchmarks/abuse.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+@dataclass
+class Run:
+    """What one run measured: the hostile inputs' rows, the storm, the server's memory and log, the mood rows."""
+
+    rows: list[Row]
+    storm: Storm | None
+    peak: float  # MiB, VmHWM over the whole run
+    rss_start: float
+    load: tuple[float, float]  # 1-minute load average at the start and the end
+    server_err: str
+    stored: int
+    acknowledged: int
+
+
+def run_all(parts: str, storm_limit: float) -> Run:
+    """Start ``emoscope serve`` (own database, free port), replay the chosen parts against it, stop it."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "mood.sqlite3"
-        cmd = [
-            sys.executable,
-            "-m",
-            "emoscope",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-            "--log-level",
-            "warning",
-        ]
+        cmd = [sys.executable, "-m", "emoscope", "serve", "--port", str(port), "--db", str(db),
+               "--log-level", "warning"]  # fmt: skip
         env = {**os.environ, "EMOSCOPE_DATA_DIR": tmp}
         env.pop("EMOSCOPE_TOKEN", None)
         err_path = Path(tmp) / "server.err"
         with open(err_path, "w") as err:
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         srv = Server(port, proc.pid)
+        rows: list[Row] = []
+        st = None
         try:
             wait_ready(f"http://127.0.0.1:{port}", proc)
             http_call(srv, "POST", "/api/v1/analyze", photo_variants()[0])  # warm-up
             rss_start = srv.rss()
             load_start = os.getloadavg()[0]
-            rows = hostile_inputs(srv, tmp)
-            print("storm: 16 x 40 MP uploads + 16 streams + a normal photo client...", file=sys.stderr)
-            st = asyncio.run(storm(srv, args.storm_limit))
+            if parts in ("all", "hostile"):
+                rows = hostile_inputs(srv, tmp)
+            if parts in ("all", "storm"):
+                print("storm: 16 x 40 MP uploads + 16 streams + a normal photo client...", file=sys.stderr)
+                st = asyncio.run(storm(srv, storm_limit))
             peak = srv.peak()
             load_end = os.getloadavg()[0]
         finally:
@@ -516,75 +541,57 @@ def main(argv: list[str] | None = None) -> int:
                 proc.kill()
         server_err = err_path.read_text()
         stored = db_rows(db)
+    return Run(rows, st, peak, rss_start, (load_start, load_end), server_err, stored, srv.acknowledged)
 
-    tracebacks = server_err.count("Traceback")
-    first_tb = ""
-    if tracebacks:
-        tb = server_err[server_err.index("Traceback") :].splitlines()
-        end = next((i for i, ln in enumerate(tb[1:], 1) if ln and not ln[0].isspace()), len(tb) - 1)
-        first_tb = "\n".join(["Traceback (most recent call last): ...", *tb[max(1, end - 12) : end + 1]])
-        print(first_tb, file=sys.stderr)
-    statuses = [r.status for r in rows] + [str(s) for _, s, _ in st.uploads]
-    n500 = sum(s.startswith("500") for s in statuses) + sum(k.startswith("500") for k in st.ws_statuses)
-    lat = np.asarray(st.photo_latencies) if st.photo_latencies else np.asarray([np.nan])
+
+def first_traceback(server_err: str) -> str:
+    """The end of the first traceback in the server's log ('' when there is none)."""
+    if "Traceback" not in server_err:
+        return ""
+    tb = server_err[server_err.index("Traceback") :].splitlines()
+    end = next((i for i, ln in enumerate(tb[1:], 1) if ln and not ln[0].isspace()), len(tb) - 1)
+    return "\n".join(["Traceback (most recent call last): ...", *tb[max(1, end - 12) : end + 1]])
+
+
+def latencies(st: Storm | None) -> np.ndarray:
+    return np.asarray(st.photo_latencies) if st and st.photo_latencies else np.asarray([np.nan])
+
+
+def targets_of(run: Run) -> list[tuple[str, bool, str]]:
+    """(target, met, measured) for each target the run's parts can show."""
+    st = run.storm
+    statuses = [r.status for r in run.rows] + [str(s) for _, s, _ in (st.uploads if st else [])]
+    n500 = sum(s.startswith("500") for s in statuses) + sum(k.startswith("500") for k in (st.ws_statuses if st else {}))
+    tracebacks = run.server_err.count("Traceback")
+    out = [
+        ("no 500 answer", n500 == 0, f"{n500}"),
+        ("no traceback in answers or the server log", tracebacks == 0 and "traceback" not in " ".join(statuses),
+         f"{tracebacks} in the log"),
+        (f"peak server RSS under {TARGET_RSS_MIB} MiB", run.peak < TARGET_RSS_MIB, f"{run.peak:.0f} MiB (VmHWM)"),
+    ]  # fmt: skip
+    if st is not None:
+        lat = latencies(st)
+        ok = bool(st.photo_latencies) and float(lat.max()) <= TARGET_PHOTO_S and not st.photo_errors
+        out.append((f"normal photo answered within {TARGET_PHOTO_S:g} s throughout the storm", ok,
+                    f"max {np.nanmax(lat):.2f} s, p50 {np.nanmedian(lat):.2f} s over {len(st.photo_latencies)} "
+                    f"photos, {len(st.photo_errors)} failed"))  # fmt: skip
+    out.append(("no acknowledged mood row lost", run.stored >= run.acknowledged,
+                f"{run.acknowledged} acknowledged, {run.stored} stored"))  # fmt: skip
+    if run.rows:
+        out.append(("every hostile input answered as expected", all(r.ok for r in run.rows),
+                    f"{sum(r.ok for r in run.rows)}/{len(run.rows)}"))  # fmt: skip
+    return out
+
+
+def storm_lines(st: Storm, peak: float, storm_limit: float) -> list[str]:
+    """The storm's section of the report."""
+    lat = latencies(st)
     upload_codes: dict[str, int] = {}
     for kind, status, _ in st.uploads:
         upload_codes[f"{kind} {status}"] = upload_codes.get(f"{kind} {status}", 0) + 1
     up_times = [s for _, _, s in st.uploads]
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    targets = [
-        ("no 500 answer", n500 == 0, f"{n500}"),
-        (
-            "no traceback in answers or the server log",
-            tracebacks == 0 and "traceback" not in " ".join(statuses),
-            f"{tracebacks} in the log",
-        ),
-        (f"peak server RSS under {TARGET_RSS_MIB} MiB", peak < TARGET_RSS_MIB, f"{peak:.0f} MiB (VmHWM)"),
-        (
-            f"normal photo answered within {TARGET_PHOTO_S:g} s throughout the storm",
-            bool(st.photo_latencies) and float(lat.max()) <= TARGET_PHOTO_S and not st.photo_errors,
-            f"max {np.nanmax(lat):.2f} s, p50 {np.nanmedian(lat):.2f} s over {len(st.photo_latencies)} photos, "
-            f"{len(st.photo_errors)} failed",
-        ),
-        (
-            "no acknowledged mood row lost",
-            stored >= srv.acknowledged,
-            f"{srv.acknowledged} acknowledged, {stored} stored",
-        ),
-        ("every hostile input answered as expected", all(r.ok for r in rows), f"{sum(r.ok for r in rows)}/{len(rows)}"),
-    ]
-    lines = [
-        "# Abuse benchmark: hostile inputs against `emoscope serve` on loopback",
-        "",
-        f"Command: `{command.strip()}`  ",
-        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPU cores ({cpu}), shared with "
-        f"other jobs (1-minute load average {load_start:.1f} at the start, {load_end:.1f} after the storm); "
-        f"Python {platform.python_version()}. Server: `emoscope serve` defaults (shipped model), "
-        f"RSS {rss_start:.0f} MiB after start and one photo.",
-        "",
-        "## Targets",
-        "",
-        "| target | met | measured |",
-        "|---|---|---|",
-        *(f"| {t} | {'yes' if ok else '**no**'} | {m} |" for t, ok, m in targets),
-        "",
-        "## Hostile inputs, one at a time",
-        "",
-        "| input | answer | as expected | seconds | server RSS after (MiB) |",
-        "|---|---|---|---:|---:|",
-        *(
-            f"| {r.name} | {r.status.replace('|', '/')} | {'yes' if r.ok else '**no**'} | {r.seconds:.2f} | "
-            f"{r.rss_mib:.0f} |"
-            for r in rows
-        ),
-        "",
+    server = np.asarray(st.photo_server_s or [np.nan])
+    return [
         "## Storm",
         "",
         f"16 concurrent uploads of 40 MP pictures (8 x 6300x6300 RGBA PNG of {st.sizes_kb[0]} KB, "
@@ -594,35 +601,88 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- uploads: {', '.join(f'{k}: {v}' for k, v in sorted(upload_codes.items()))}; "
         f"answered in {min(up_times, default=0):.1f}-{max(up_times, default=0):.1f} s; "
-        f"{16 - len(st.uploads)} not answered within the {args.storm_limit:g} s the client waits (the server "
+        f"{16 - len(st.uploads)} not answered within the {storm_limit:g} s the client waits (the server "
         "drops an upload whose client has gone)",
         f"- stream answers: {', '.join(f'{k}: {v}' for k, v in sorted(st.ws_statuses.items()))}"
         + (f"; client errors: {st.ws_errors[:3]}" if st.ws_errors else ""),
         f"- normal photo: {len(st.photo_latencies)} answered, latency p50 {np.nanmedian(lat):.2f} s, p95 "
         f"{np.nanpercentile(lat, 95):.2f} s, max {np.nanmax(lat):.2f} s (the server's own elapsed_ms: p50 "
-        f"{np.median(st.photo_server_s or [np.nan]):.2f} s, max {max(st.photo_server_s or [np.nan]):.2f} s); "
-        "faces found per photo: "
+        f"{np.nanmedian(server):.2f} s, max {np.nanmax(server):.2f} s); faces found per photo: "
         f"{sorted(set(st.photo_faces))}; failures: {st.photo_errors[:5] or 'none'}",
         f"- server RSS: max sampled {st.max_rss:.0f} MiB during the storm, peak {peak:.0f} MiB (VmHWM, whole run)",
         "",
-    ]
-    lines += [
-        "How the server holds up: decoding runs within a shared byte budget (large pictures in their own lane, "
-        "half the cores), inference in two workers (up to a full-HD frame / larger), live frames beyond 4:1 or "
-        "arriving while a full batch waits are refused at once, and a client that leaves loses its place. The "
-        "photo latency above is the server's own `elapsed_ms` plus the network: when they match, the time is spent "
-        "waiting for CPU inside the server, which on a machine this small and this loaded is shared with the storm "
-        "and with every other job.",
+        "How the server holds up: a picture's header is read without decoding it; decoding runs within a shared "
+        "byte budget, large pictures in their own lane whose threads run at a lower OS priority (nice +10); "
+        "inference runs in two workers (up to a full-HD frame / larger), the large one at the lower priority too, "
+        "each model call on its calling thread; live frames beyond 4:1 are refused from the header, and frames "
+        "beyond what the server can analyse are dropped before they are decoded; a client that leaves loses its "
+        "place. The photo latency is the server's own `elapsed_ms` plus the network: when they match, the time "
+        "is spent inside the server.",
         "",
     ]
-    if first_tb:
-        lines += ["## First traceback in the server log", "", "```", first_tb, "```", ""]
-    report = "\n".join(lines)
-    print(report)
-    if args.out != "-":
-        Path(args.out).write_text(report)
-        print(f"written to {args.out}", file=sys.stderr)
-    return 0 if all(ok for _, ok, _ in targets) else 1
+
+
+def report(run: Run, command: str, storm_limit: float) -> tuple[str, bool]:
+    """The Markdown report and whether every target was met."""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    targets = targets_of(run)
+    lines = [
+        "# Abuse benchmark: hostile inputs against `emoscope serve` on loopback",
+        "",
+        f"Command: `{command.strip()}`  ",
+        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPU cores ({cpu}), shared with "
+        f"other jobs (1-minute load average {run.load[0]:.1f} at the start, {run.load[1]:.1f} at the end); "
+        f"Python {platform.python_version()}. Server: `emoscope serve` defaults (shipped model), "
+        f"RSS {run.rss_start:.0f} MiB after start and one photo.",
+        "",
+        "## Targets",
+        "",
+        "| target | met | measured |",
+        "|---|---|---|",
+        *(f"| {t} | {'yes' if ok else '**no**'} | {m} |" for t, ok, m in targets),
+        "",
+    ]
+    if run.rows:
+        lines += [
+            "## Hostile inputs, one at a time",
+            "",
+            "| input | answer | as expected | seconds | server RSS after (MiB) |",
+            "|---|---|---|---:|---:|",
+            *(
+                f"| {r.name} | {r.status.replace('|', '/')} | {'yes' if r.ok else '**no**'} | {r.seconds:.2f} | "
+                f"{r.rss_mib:.0f} |"
+                for r in run.rows
+            ),  # fmt: skip
+            "",
+        ]
+    if run.storm is not None:
+        lines += storm_lines(run.storm, run.peak, storm_limit)
+    tb = first_traceback(run.server_err)
+    if tb:
+        print(tb, file=sys.stderr)
+        lines += ["## First traceback in the server log", "", "```", tb, "```", ""]
+    return "\n".join(lines), all(ok for _, ok, _ in targets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", choices=("all", "hostile", "storm"), default="all",
+                    help="run only the hostile inputs or only the storm (default: both)")  # fmt: skip
+    ap.add_argument(
+        "--out", default=None, help=f"report file, '-' for none (default: {DEFAULT_OUT} for a full run, none otherwise)"
+    )
+    ap.add_argument("--storm-limit", type=float, default=120.0, help="seconds the 16 uploads may take (default 120)")
+    args = ap.parse_args(argv)
+    out = args.out or (str(DEFAULT_OUT) if args.only == "all" else "-")
+    command = "python benchmarks/abuse.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    run = run_all(args.only, args.storm_limit)
+    text, ok = report(run, command, args.storm_limit)
+    print(text)
+    if out != "-":
+        Path(out).write_text(text)
+        print(f"written to {out}", file=sys.stderr)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

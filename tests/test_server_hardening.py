@@ -467,6 +467,7 @@ def test_small_images_are_not_held_behind_big_ones(monkeypatch, late):
         await inf.close()
 
     monkeypatch.setattr(inference, "SMALL_PIXELS", 10**9)  # one worker here: the order within it is tested
+    monkeypatch.setattr(inference, "BATCH_MAX_PIXELS", 2 * 10**6)  # room for both big ones in one batch
     if late:  # a steady flow of small images must not starve a big one: it waits at most 0.05 s per MP
         monkeypatch.setattr(inference, "SECONDS_PER_MEGAPIXEL", 0.05)
     asyncio.run(main())

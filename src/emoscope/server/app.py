@@ -1,8 +1,8 @@
 """The emoscope web app: a versioned JSON API (photos, live WebSocket stream, mood log) and the page that uses it.
 
 ``create_app(settings)`` builds a FastAPI app from the routers in ``routes/``; ``emoscope serve`` runs it with
-uvicorn. Inference runs off the event loop in one worker thread, which batches concurrent requests into one
-``predict_arrays`` call.
+uvicorn. Decoding runs in bounded thread lanes (:mod:`.decoding`), inference off the event loop in two worker
+threads (:mod:`.inference`), each batching concurrent requests into one ``predict_arrays`` call.
 """
 
 from __future__ import annotations
@@ -74,16 +74,37 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         from ..recognizer import Recognizer
 
         st.inference.recognizer = await run_in_threadpool(
-            lambda: Recognizer(weights=s.weights, detector=s.detector, backend=s.backend, tta=s.tta)
-        )
+            lambda: one_thread_each(Recognizer(weights=s.weights, detector=s.detector, backend=s.backend, tta=s.tta,
+                                               threads=1))
+        )  # fmt: skip
     pruner = asyncio.get_running_loop().create_task(_prune_forever(st.mood))
     try:
         yield
     finally:
         pruner.cancel()
         await st.inference.close()
+        st.decoder.close()
         if own_store:
             st.mood.close()
+
+
+def one_thread_each(recognizer: Any) -> Any:
+    """The recognizer with its BlazeFace detector's networks on one thread each (the calling thread).
+
+    The server runs the recognizer from two worker threads, the large images' one at a lower OS priority.
+    ONNX Runtime's default pool (a thread per core, shared by every call of a session) would run a 40 MP
+    picture's detection on normal-priority threads beside a photo's; on one thread, each call stays in the
+    thread, and at the priority, of the lane that made it. (The classifier is loaded with ``threads=1``.)
+    """
+    from ..faces import BlazeFaceDetector
+
+    det = getattr(recognizer, "detector", None)
+    if isinstance(det, BlazeFaceDetector) and getattr(det, "threads", None) != 1:
+        one = BlazeFaceDetector(det.models, min_score=det.min_score, nms_iou=det.nms_iou, runtime=det.runtime,
+                                threads=1, tile_side=det.tile_side, max_tiles=det.max_tiles)  # fmt: skip
+        one.name = det.name
+        recognizer.detector = one
+    return recognizer
 
 
 async def _prune_forever(store: MoodStore) -> None:

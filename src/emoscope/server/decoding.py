@@ -3,8 +3,8 @@
 Every photo and live frame is decoded here. Its header is read first (cheap) and the bytes its decoding
 will hold are reserved from one budget shared by all requests; decoding then runs in a small thread pool.
 Large images (over :data:`SMALL_BYTES`) use their own lane, limited to three quarters of the budget and
-``workers`` threads, so a burst of 40-megapixel uploads waits its turn while ordinary photos and frames
-pass beside it.
+``workers`` threads that run at a lower OS priority (:mod:`.threads`), so a burst of 40-megapixel uploads
+waits its turn, and takes only the CPU left over, while ordinary photos and frames pass beside it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import anyio
 import numpy as np
 
 from . import media
+from .threads import HEAVY_NICE, WorkerThreads
 
 #: Decodes that hold at most this many bytes are "small" (a 12-megapixel JPEG decoded at 1/2 size is).
 SMALL_BYTES = 64 * 1024 * 1024
@@ -78,15 +79,28 @@ class Decoder:
     def __init__(self, budget_bytes: int, workers: int) -> None:
         self.budget = ByteBudget(budget_bytes)
         self.workers = max(1, workers)
-        self._limiters: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
+        self.heavy = WorkerThreads(self.workers, HEAVY_NICE, "emoscope-decode-large")
+        self._limiter: anyio.CapacityLimiter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _lanes(self) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
+    def _small_lane(self) -> anyio.CapacityLimiter:
         loop = asyncio.get_running_loop()
-        if self._limiters is None or self._loop is not loop:
-            self._limiters = (anyio.CapacityLimiter(SMALL_WORKERS), anyio.CapacityLimiter(self.workers))
-            self._loop = loop
-        return self._limiters
+        if self._limiter is None or self._loop is not loop:
+            self._limiter, self._loop = anyio.CapacityLimiter(SMALL_WORKERS), loop
+        return self._limiter
+
+    async def probe(
+        self,
+        data: bytes,
+        *,
+        max_pixels: int,
+        max_aspect: float = math.inf,
+        accept: tuple[str, ...] = media.ACCEPTED_TYPES,
+    ) -> media.ImageInfo:
+        """The header checks alone (type, pixels, aspect; nothing decoded): :class:`media.MediaError` when refused."""
+        return await anyio.to_thread.run_sync(
+            media.probe, data, max_pixels, max_aspect, accept, limiter=self._small_lane()
+        )
 
     async def decode(
         self,
@@ -96,19 +110,27 @@ class Decoder:
         max_side: int,
         max_aspect: float = math.inf,
         accept: tuple[str, ...] = media.ACCEPTED_TYPES,
+        info: media.ImageInfo | None = None,
     ) -> Decoded:
         """Header checks (type, pixels, aspect), then a budgeted decode (EXIF rotation applied) shrunk to ``max_side``.
 
+        ``info``: the header already checked by :meth:`probe` (then it is not read again).
         Raises :class:`media.MediaError` (415, 413, 422) for refused or corrupt images.
         """
-        small, big = self._lanes()
-        info = await anyio.to_thread.run_sync(media.probe, data, max_pixels, max_aspect, accept, limiter=small)
+        small = self._small_lane()
+        if info is None:
+            info = await self.probe(data, max_pixels=max_pixels, max_aspect=max_aspect, accept=accept)
         cost = info.decode_bytes(max_side)
         is_big = cost > SMALL_BYTES
         limit = self.budget.total * 3 // 4 if is_big else self.budget.total
         async with self.budget.hold(cost, limit):
-            image, scale = await anyio.to_thread.run_sync(
-                media.decode_fit, data, info, max_side, limiter=big if is_big else small
-            )
+            if is_big:
+                image, scale = await self.heavy.run(media.decode_fit, data, info, max_side)
+            else:
+                image, scale = await anyio.to_thread.run_sync(media.decode_fit, data, info, max_side, limiter=small)
         w, h = info.size
         return Decoded(image, scale, w, h, info.mime)
+
+    def close(self) -> None:
+        """Stop the large lane's threads (they start again on the next large decode)."""
+        self.heavy.close()

@@ -105,6 +105,21 @@ def _refuse_type(accept: tuple[str, ...]) -> MediaError:
     return MediaError(415, "unsupported_media_type", f"not an accepted image (by its content): send {names}")
 
 
+def _orientation(im: object, mime: str) -> int:
+    """The EXIF orientation (1-8) an opened image's header gives, without decoding any pixels.
+
+    A PNG's EXIF counts only when it comes before the pixel data (where the PNG specification puts it): for a
+    PNG without one, Pillow's ``getexif`` decodes the whole picture to look behind it (0.75 s and 160 MB for
+    6300 x 6300 RGBA, and on a frame of a live stream before its aspect check). The decoder still applies an
+    orientation found later.
+    """
+    if mime not in ("image/jpeg", "image/png", "image/webp"):
+        return 1
+    if mime == "image/png" and "exif" not in im.info:  # type: ignore[attr-defined]
+        return 1
+    return int(im.getexif().get(0x0112, 1))  # type: ignore[attr-defined]
+
+
 def probe(
     data: bytes, max_pixels: int, max_aspect: float = math.inf, accept: tuple[str, ...] = ACCEPTED_TYPES
 ) -> ImageInfo:
@@ -124,8 +139,7 @@ def probe(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[mime]])
             w, h = im.size
-            exif_types = ("image/jpeg", "image/png", "image/webp")
-            orientation = int(im.getexif().get(0x0112, 1)) if mime in exif_types else 1
+            orientation = _orientation(im, mime)
             mode = im.mode
     except Image.DecompressionBombError as exc:
         raise MediaError(413, "too_many_pixels", str(exc)) from None

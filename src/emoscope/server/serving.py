@@ -119,9 +119,20 @@ def return_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 1 << 20)) and bool(libc.mallopt(m_arena_max, 2))
 
 
+def one_thread_opencv() -> None:
+    """Make OpenCV run each call in its calling thread (its own pool's threads would not keep the caller's priority).
+
+    The server parallelises by lanes of worker threads, the heavy ones at a lower OS priority (:mod:`.threads`);
+    OpenCV's pool, shared by every thread, would run part of a 40 MP picture's resizing at normal priority."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def serve(app: Any, settings: ServerSettings, sock: socket.socket, log_level: str = "info", **extra: Any) -> None:
     """Run the app on an already bound socket until interrupted."""
     return_freed_memory()
+    one_thread_opencv()
     logging.getLogger("uvicorn.error").addFilter(_DenialLogFilter())
     uvicorn.Server(uvicorn_config(app, settings, log_level, **extra)).run(sockets=[sock])
 

@@ -42,6 +42,7 @@ class ServerSettings:
     ws_max_side: int = 1280  # live frames are analysed at most this large (the page sends 480x360)
     ws_max_aspect: float = 4.0  # live frames come from cameras (4:3 to 32:9); strips are refused
     ws_max_connections: int = 16
+    ws_frames_in_flight: int = 4  # live frames decoded or analysed at once (all streams); more are dropped undecoded
     sample_interval: float = 1.0  # seconds between mood rows of one live track
     smile_frames: int = 10
     cors_origins: list[str] = field(default_factory=list)
@@ -73,7 +74,7 @@ class ServerSettings:
             )
         positive = ("max_upload_bytes", "max_pixels", "ws_max_frame_bytes", "ws_max_frame_pixels", "max_pending",
                     "analyze_max_side", "ws_max_side", "decode_budget_bytes", "decode_workers", "max_header_bytes",
-                    "max_connections")  # fmt: skip
+                    "max_connections", "ws_frames_in_flight")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")

@@ -31,6 +31,7 @@ class ServerState:
     started: float = field(default_factory=time.time)
     streams: int = 0  # open WebSocket streams
     photos: int = 0  # photo requests admitted and not yet answered (reading, decoding or analysing)
+    frames: int = 0  # live frames being decoded or analysed (all streams)
 
     @property
     def mood(self) -> MoodStore:

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...labels import EMOTIONS
 from .. import media
+from ..decoding import Decoded
 from ..errors import log, storage_error
 from ..guards import WS_PROTOCOL, TokenBucket, error_body
 from ..state import API, ServerState, state
@@ -28,6 +29,7 @@ from ..stream import StreamOptions, StreamState
 router = APIRouter()
 FRAME_TYPES = ("image/jpeg", "image/png", "image/webp")
 MAX_CONTROL_CHARS = 4096
+BUSY = "the server is busy; frame dropped (send the next one)"
 
 
 @router.websocket("/stream")
@@ -124,18 +126,27 @@ class _Session:
             return True
         t_recv = time.perf_counter()
         try:
-            d = await app.decoder.decode(data, max_pixels=s.ws_max_frame_pixels, max_side=s.ws_max_side,
-                                         max_aspect=s.ws_max_aspect, accept=FRAME_TYPES)  # fmt: skip
+            info = await app.decoder.probe(data, max_pixels=s.ws_max_frame_pixels, max_aspect=s.ws_max_aspect,
+                                           accept=FRAME_TYPES)  # fmt: skip
         except media.MediaError as exc:
             await self.error(exc.status, exc.code, exc.message, seq=seq)
             return True
-        if app.inference.backlog(d.image) >= app.inference.max_batch:  # live: drop a frame rather than lag
-            await self.error(503, "busy", "the server is busy; frame dropped (send the next one)", seq=seq)
+        if app.frames >= s.ws_frames_in_flight:  # live: drop a frame, before decoding it, rather than lag
+            await self.error(503, "busy", BUSY, seq=seq)
             return True
+        app.frames += 1
         try:
-            faces = await app.inference.predict(d.image)
+            d, faces = await self.analyse(data, info)
+        except media.MediaError as exc:
+            await self.error(exc.status, exc.code, exc.message, seq=seq)
+            return True
         except Exception as exc:
             await self.error(500, "inference_failed", f"analysis failed ({type(exc).__name__})", seq=seq)
+            return True
+        finally:
+            app.frames -= 1
+        if faces is None:
+            await self.error(503, "busy", BUSY, seq=seq)
             return True
         tracked, rows, capture, progress = self.state.observe(faces, time.monotonic(), time.time())
         logged = (await self.store(app.mood.add, rows, seq=seq) or 0) if rows else 0
@@ -157,6 +168,14 @@ class _Session:
                            "height": d.height}  # fmt: skip
                 await self.ws.send_json({"type": "capture", "capture": capture})
         return True
+
+    async def analyse(self, data: bytes, info: media.ImageInfo) -> tuple[Decoded, list | None]:
+        """Decode a probed frame (MediaError when corrupt) and find its faces; None when the queue is already full."""
+        s, app = self.s, self.app
+        d = await app.decoder.decode(data, max_pixels=s.ws_max_frame_pixels, max_side=s.ws_max_side, info=info)
+        if app.inference.backlog(d.image) >= app.inference.max_batch:
+            return d, None
+        return d, await app.inference.predict(d.image)
 
     async def store(self, fn: Callable[..., Any], *args: Any, seq: int) -> Any:
         """Run a mood-store write; on a database failure (full disk: 507) tell the client and go on."""

@@ -1,0 +1,103 @@
+"""Worker threads at a chosen OS priority: heavy work (40-megapixel decodes and detections) runs at a lower one.
+
+When the CPU is short, the kernel's scheduler decides who runs, not the server's queues: a big upload's decode
+or detection running beside a phone photo's at equal priority takes its share of the core, and the photo's
+50 ms became seconds under a storm of big uploads (benchmarks/ABUSE.md). Threads of a :class:`WorkerThreads`
+pool made with ``nice`` > 0 run that much lower (Linux: ``setpriority`` on the thread itself), so the small
+requests' work, at normal priority, is served first and the heavy work gets the cores left over. Lowering a
+thread's priority cannot be undone without privileges, so such threads do only their pool's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: How much lower heavy work runs: nice +10 weighs 110 against 1024 at nice 0 in Linux's scheduler, so
+#: normal-priority work gets about nine tenths of a contended core, and heavy work still progresses.
+HEAVY_NICE = 10
+
+
+def lower_priority(nice: int) -> bool:
+    """Lower the calling thread's OS priority by ``nice`` steps (at most to 19); False where that is not possible."""
+    if nice <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return False
+    tid = threading.get_native_id()
+    try:
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + nice))
+    except OSError:
+        return False
+    return True
+
+
+def thread_nice() -> int | None:
+    """The calling thread's nice value (None where it cannot be read)."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (AttributeError, OSError):
+        return None
+
+
+class WorkerThreads:
+    """A pool of ``workers`` threads running at ``nice`` steps below normal priority; ``await run(fn, ...)``.
+
+    The threads start on first use (so an app that is only built starts none). A caller cancelled while its
+    call runs still waits for the call to end before the cancellation goes on: the call holds memory and a
+    place in the decode budget until it returns.
+    """
+
+    def __init__(self, workers: int, nice: int = 0, name: str = "emoscope") -> None:
+        self.workers = max(1, workers)
+        self.nice = nice
+        self.name = name
+        self.lowered = False  # whether the threads' priority could be lowered (set when the first one starts)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _started(self) -> None:
+        self.lowered = lower_priority(self.nice)
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self.workers, thread_name_prefix=self.name, initializer=self._started
+                )
+            return self._pool
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on one of the pool's threads; its result or its exception."""
+        fut = asyncio.get_running_loop().run_in_executor(self._executor(), functools.partial(fn, *args))
+        cancelled = False
+        while True:
+            try:
+                result = await asyncio.shield(fut)
+                break
+            except asyncio.CancelledError:
+                if fut.done():
+                    raise
+                cancelled = True  # wait for the thread's call to return, then pass the cancellation on
+            except Exception:
+                if cancelled:
+                    raise asyncio.CancelledError from None
+                raise
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+    def close(self) -> None:
+        """Stop the threads once their current calls end (queued calls are dropped)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.shutdown(wait=False, cancel_futures=True)
