@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import threading
 import time
 
@@ -26,7 +25,7 @@ from emoscope.server.inference import Inference  # noqa: E402
 from emoscope.server.threads import HEAVY_NICE, WorkerThreads, thread_nice  # noqa: E402
 from test_server import FakeRecognizer, jpeg, make_client  # noqa: E402
 
-can_renice = hasattr(os, "setpriority") and thread_nice() is not None and thread_nice() < 19
+can_renice = thread_nice() is not None and thread_nice() < 19  # Linux, and room below
 needs_nice = pytest.mark.skipif(not can_renice, reason="thread priorities are Linux's (and need nice < 19)")
 
 
@@ -253,3 +252,27 @@ def test_live_frames_beyond_the_cap_are_dropped_before_decoding(store):
     answer = asyncio.run(main())
     assert answer["type"] == "error" and answer["error"]["status"] == 503 and answer["error"]["code"] == "busy"
     assert decodes == 1
+
+
+def test_a_png_turned_by_exif_after_its_pixels_reports_its_turned_size():
+    """The header check no longer reads EXIF behind a PNG's pixels; the size it reports comes out turned anyway."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 20), (200, 30, 30)).save(buf, "PNG")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a quarter turn: seen as 20 x 40
+    payload = exif.tobytes()
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + payload) & 0xFFFFFFFF)
+    data = buf.getvalue()
+    data = data[:-12] + chunk + data[-12:]  # just before IEND, after the pixels
+
+    async def main():
+        return await Decoder(budget_bytes=10**9, workers=1).decode(data, max_pixels=10**6, max_side=100)
+
+    d = asyncio.run(main())
+    assert d.image.shape[:2] == (40, 20) and (d.width, d.height) == (20, 40)

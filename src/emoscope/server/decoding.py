@@ -129,6 +129,8 @@ class Decoder:
             else:
                 image, scale = await anyio.to_thread.run_sync(media.decode_fit, data, info, max_side, limiter=small)
         w, h = info.size
+        if (w > h and image.shape[0] > image.shape[1]) or (h > w and image.shape[1] > image.shape[0]):
+            w, h = h, w  # turned by EXIF the header check does not read (a PNG's eXIf chunk after its pixels)
         return Decoded(image, scale, w, h, info.mime)
 
     def close(self) -> None:

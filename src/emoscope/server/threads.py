@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import functools
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -27,8 +28,11 @@ HEAVY_NICE = 10
 
 
 def lower_priority(nice: int) -> bool:
-    """Lower the calling thread's OS priority by ``nice`` steps (at most to 19); False where that is not possible."""
-    if nice <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+    """Lower the calling thread's OS priority by ``nice`` steps (at most to 19); False where that is not possible.
+
+    Linux only: there a thread id names the thread for ``setpriority``; elsewhere it would name a process.
+    """
+    if nice <= 0 or not sys.platform.startswith("linux"):
         return False
     tid = threading.get_native_id()
     try:
@@ -40,7 +44,9 @@ def lower_priority(nice: int) -> bool:
 
 
 def thread_nice() -> int | None:
-    """The calling thread's nice value (None where it cannot be read)."""
+    """The calling thread's nice value (None where it cannot be read: not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     except (AttributeError, OSError):
