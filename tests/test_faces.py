@@ -218,3 +218,53 @@ def test_group_photo_puts_eight_faces_where_it_says_and_refuses_faces_that_do_no
     assert not np.array_equal(photo[:30, :30], photo[30:60, :30])  # ... on noise that differs from place to place
     with pytest.raises(ValueError, match="do not fit"):
         group_photo(800, 400, 120)
+
+
+# -- staged detection (the video tracker's cheaper path) ----------------------------------------------------
+def _same(a: list[Detection], b: list[Detection]) -> bool:
+    return [(d.box, d.score) for d in a] == [(d.box, d.score) for d in b] and all(
+        np.array_equal(x.landmarks, y.landmarks) for x, y in zip(a, b))
+
+
+def _count_runs(det: BlazeFaceDetector, monkeypatch) -> list[int]:
+    """Per network of ``det``, how many times it ran (patched on the instances)."""
+    counts = [0] * len(det._nets)
+    for k, net in enumerate(det._nets):
+        def run(batch, _k=k, _orig=net._run):
+            counts[_k] += 1
+            return _orig(batch)
+        monkeypatch.setattr(net, "_run", run)
+    return counts
+
+
+def test_detect_until_never_enough_is_detect(blaze, bgr):
+    moved = np.ascontiguousarray(np.roll(bgr, (40, -30), axis=(0, 1)))
+    for img in (bgr, moved):
+        assert _same(blaze.detect_until(img, lambda d: False), blaze.detect(img))
+        assert _same(blaze.detect_until(img, lambda d: False, blaze.prepare(img)), blaze.detect(img))
+
+
+def test_detect_until_stops_after_the_full_range_network(blaze, bgr, monkeypatch):
+    seen: list[int] = []
+    counts = _count_runs(blaze, monkeypatch)
+    faces = blaze.detect_until(bgr, lambda d: seen.append(len(d)) or True)
+    assert counts == [1, 0] and seen == [1]  # the short-range network never ran
+    assert _same(faces, BlazeFaceDetector(("full",), tile_side=None).detect(bgr))
+
+
+def test_detect_until_asks_before_the_tiles(blaze, monkeypatch):
+    img, _ = group_photo()
+    assert blaze.tiles(img.shape[1], img.shape[0])
+    counts = _count_runs(blaze, monkeypatch)
+    asked = []
+    blaze.detect_until(img, lambda d: asked.append(len(d)) or len(asked) == 2)
+    assert counts == [1, 1] and len(asked) == 2  # tiles (the full-range network again) skipped
+    assert _same(blaze.detect_until(img, lambda d: False), blaze.detect(img))
+
+
+def test_single_threaded_copy_finds_the_same_faces(bgr):
+    det = BlazeFaceDetector()
+    one = det.single_threaded()
+    assert one is not det and one.threads == 1 and one.name == det.name and one.models == det.models
+    assert det.single_threaded() is one and one.single_threaded() is one
+    assert _same(one.detect(bgr), det.detect(bgr))

@@ -28,6 +28,7 @@ Image convention here (OpenCV's): ``uint8`` arrays, 2-D gray or H x W x 3 **BGR*
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -106,6 +107,10 @@ def _clip_box(x0: float, y0: float, x1: float, y1: float, w: int, h: int) -> tup
     return xa, ya, max(0, xb - xa), max(0, yb - ya)
 
 
+#: uint8 -> BlazeFace's input value, ``v * 2 / 255 - 1`` computed in float32.
+_UNIT = np.arange(256, dtype=np.float32) * (2 / 255.0) - 1.0
+
+
 class _BlazeNet:
     """One BlazeFace network: letterbox, run, decode anchors into candidate boxes/keypoints/scores (no NMS)."""
 
@@ -146,8 +151,8 @@ class _BlazeNet:
         ox, oy = (self.size - nw) // 2, (self.size - nh) // 2
         canvas = np.zeros((self.size, self.size, 3), np.uint8)
         canvas[oy : oy + nh, ox : ox + nw] = small
-        x = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB).astype(np.float32) * (2 / 255.0) - 1.0
-        return x.transpose(2, 0, 1), scale, ox, oy
+        # RGB planes scaled to [-1, 1] by a table: the same float32 values as converting the canvas, in less time
+        return _UNIT[canvas.transpose(2, 0, 1)[::-1]], scale, ox, oy
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.runtime == "onnxruntime":
@@ -161,13 +166,13 @@ class _BlazeNet:
             scores.append(s)
         return np.concatenate(regs), np.concatenate(scores)
 
-    def candidates(self, bgrs: list[np.ndarray], min_score: float) -> list[tuple[np.ndarray, ...]]:
-        """Per image: boxes (K x 4 x0,y0,x1,y1), keypoints (K x 6 x 2), scores (K), in input image pixels."""
-        xs, geo = [], []
-        for bgr in bgrs:
-            x, scale, ox, oy = self._letterbox(bgr)
-            xs.append(x)
-            geo.append((scale, ox, oy))
+    def candidates(self, bgrs: list[np.ndarray], min_score: float, inputs: list[tuple] | None = None
+                   ) -> list[tuple[np.ndarray, ...]]:
+        """Per image: boxes (K x 4 x0,y0,x1,y1), keypoints (K x 6 x 2), scores (K), in input image pixels.
+        ``inputs``: the images' letterboxes (:meth:`_letterbox`), when made beforehand."""
+        inputs = inputs or [self._letterbox(bgr) for bgr in bgrs]
+        xs = [x for x, *_ in inputs]
+        geo = [g for _, *g in inputs]
         reg, logits = self._run(np.ascontiguousarray(np.stack(xs)))
         out = []
         for raw, logit, (scale, ox, oy) in zip(reg, logits[..., 0], geo):
@@ -237,7 +242,9 @@ class BlazeFaceDetector:
         if tile_side is None and len(models) > 1:
             self.name = "blazeface-fast"
         self.min_score, self.nms_iou, self.tile_side, self.max_tiles = min_score, nms_iou, tile_side, max_tiles
+        self.threads = threads
         self._nets = [_BlazeNet(m, runtime, threads) for m in models]
+        self._single: BlazeFaceDetector | None = None
         # tiles go through the full-range network (made for small faces) when it is one of the models
         self._tile_net = self._nets[models.index("full")] if "full" in models else self._nets[0]
 
@@ -300,22 +307,67 @@ class BlazeFaceDetector:
             return []
         bgrs = [_as_bgr(im) for im in images]
         per_net = [net.candidates(bgrs, self.min_score) for net in self._nets]
-        out = []
-        for i, bgr in enumerate(bgrs):
-            boxes = np.concatenate([c[i][0] for c in per_net])
-            kps = np.concatenate([c[i][1] for c in per_net])
-            score = np.concatenate([c[i][2] for c in per_net])
-            rank = np.concatenate([np.full(len(c[i][2]), k) for k, c in enumerate(per_net)])
-            tiles = self.tiles(bgr.shape[1], bgr.shape[0])
-            if tiles:  # ranked after the whole-picture networks, finest tiles first
-                tb, tk, ts, tr = self._tile_candidates(bgr, tiles)
-                boxes, kps = np.concatenate([boxes, tb]), np.concatenate([kps, tk])
-                score, rank = np.concatenate([score, ts]), np.concatenate([rank, tr + len(per_net)])
-            dets, ranks = self._merge(boxes, kps, score, rank, bgr.shape[1], bgr.shape[0])
-            if tiles:
-                dets = self._verified(bgr, dets, [r >= len(per_net) for r in ranks])
-            out.append(_drop_nested(dets))
-        return out
+        return [self._faces(bgr, [c[i] for c in per_net], tiles=True) for i, bgr in enumerate(bgrs)]
+
+    def prepare(self, image: np.ndarray) -> list[tuple]:
+        """Each network's input for one picture (resized into its square), made ahead of
+        :meth:`detect_until` (a video's reading thread makes them while the networks run on the last frame)."""
+        bgr = _as_bgr(image)
+        return [net._letterbox(bgr) for net in self._nets]
+
+    def detect_until(self, image: np.ndarray, enough: Callable[[list[Detection]], bool],
+                     prepared: list[tuple] | None = None) -> list[Detection]:
+        """Faces in one picture, running the stages one after the other and stopping once ``enough(faces)``.
+
+        The stages are the networks in ``models`` order (full range first by default), then the tiles (big
+        pictures only); after each but the last, the faces found so far, merged as :meth:`detect` merges
+        them, go to ``enough``. A video tracker that finds every face it follows in the full-range network's
+        answer skips the short-range network and the tiles: where the full-range network finds a face,
+        :meth:`detect` takes that network's box and keypoints, so those faces come out the same but for
+        the score, which is then the full-range network's own (``benchmarks/video_quality.py`` counts the
+        frames with the same faces on its clips). With ``enough`` always False this is
+        :meth:`detect`. ``prepared``: :meth:`prepare` of this picture, made beforehand."""
+        bgr = _as_bgr(image)
+        tiled = bool(self.tiles(bgr.shape[1], bgr.shape[0]))
+        done: list[tuple[np.ndarray, ...]] = []
+        dets: list[Detection] = []
+        for k, net in enumerate(self._nets):
+            done.append(net.candidates([bgr], self.min_score, [prepared[k]] if prepared else None)[0])
+            dets = self._faces(bgr, done, tiles=False)
+            if (k == len(self._nets) - 1 and not tiled) or enough(dets):
+                return dets
+        return self._faces(bgr, done, tiles=True)
+
+    def _faces(self, bgr: np.ndarray, per_net: list[tuple[np.ndarray, ...]], tiles: bool) -> list[Detection]:
+        """Merge one picture's candidates (``per_net``: boxes, keypoints, scores per network run), adding the
+        tiled search when ``tiles`` and the picture is big enough to need it."""
+        boxes = np.concatenate([c[0] for c in per_net])
+        kps = np.concatenate([c[1] for c in per_net])
+        score = np.concatenate([c[2] for c in per_net])
+        rank = np.concatenate([np.full(len(c[2]), k) for k, c in enumerate(per_net)])
+        plan = self.tiles(bgr.shape[1], bgr.shape[0]) if tiles else []
+        if plan:  # ranked after the whole-picture networks, finest tiles first
+            tb, tk, ts, tr = self._tile_candidates(bgr, plan)
+            boxes, kps = np.concatenate([boxes, tb]), np.concatenate([kps, tk])
+            score, rank = np.concatenate([score, ts]), np.concatenate([rank, tr + len(per_net)])
+        dets, ranks = self._merge(boxes, kps, score, rank, bgr.shape[1], bgr.shape[0])
+        if plan:
+            dets = self._verified(bgr, dets, [r >= len(per_net) for r in ranks])
+        return _drop_nested(dets)
+
+    def single_threaded(self) -> BlazeFaceDetector:
+        """This detector with each network on one thread (itself when it already is; the copy is kept).
+
+        On few shared cores ONNX Runtime's default pool (a thread per core, spinning between runs) costs more
+        than it gains on these small networks, and a video's reading and writing threads need the other
+        core (``benchmarks/video_quality.py --only speed`` compares the two)."""
+        if self.threads == 1:
+            return self
+        if self._single is None:
+            self._single = BlazeFaceDetector(self.models, self.min_score, self.nms_iou, self.runtime, 1,
+                                             self.tile_side, self.max_tiles)
+            self._single.name = self.name
+        return self._single
 
     def _verified(self, bgr: np.ndarray, dets: list[Detection], tile_only: list[bool]) -> list[Detection]:
         """Keep a face found only in a tile if every network finds it again in a crop 3x its side around it.

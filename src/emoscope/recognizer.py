@@ -252,6 +252,7 @@ class _OnnxBackend:
         }
         if meta.get("quantized"):
             self.name = "onnx-int8"
+        self.path = path  # the video pipeline opens a one-thread session of the same file
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 from array import array
 from collections.abc import Iterable, Iterator
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,9 @@ from ..recognizer import Recognizer
 from .outputs import CaptureTrigger, CsvLog, EmotionSummary, Timeline
 from .shots import ShotDetector
 from .smoothing import posteriors, viterbi
-from .sources import Frame, FrameSource, open_source
-from .tracking import FaceTracker, TrackedFace
-from .writer import VideoOut
+from .sources import Frame, FrameSource, Prefetch, open_source
+from .tracking import RECHECK_S, FaceFinder, FaceTracker, TrackedFace
+from .writer import BackgroundVideoOut, VideoOut
 
 
 @dataclass
@@ -41,29 +43,53 @@ class FrameResult:
 
 
 def analyze(source: Iterable[Frame], recognizer: Recognizer, tracker: FaceTracker, every: int = 1,
-            max_frames: int | None = None, shots: ShotDetector | None = None) -> Iterator[FrameResult]:
+            max_frames: int | None = None, shots: ShotDetector | None = None,
+            finder: FaceFinder | None = None) -> Iterator[FrameResult]:
     """Run the recognizer on every ``every``-th frame and track the faces; yields one result per frame.
 
     With ``shots``, every frame is checked for a cut, and a cut ends all tracks (``tracker.new_shot()``).
+    A file or folder source is read ahead, and checked for cuts, in a background thread (:class:`Prefetch`).
+    ``finder``: how faces are found (default ``FaceFinder(recognizer)``: the recognizer's faces, with one
+    thread per model and the short-range detector skipped while the full-range one finds every tracked face).
     """
     if every < 1:
         raise ValueError("every must be >= 1")
     if max_frames is not None and max_frames < 1:
         raise ValueError("max_frames must be 1 or more")
+    finder = finder or FaceFinder(recognizer)
+
+    def ahead(fr: Frame) -> tuple[bool, Any]:  # in the reading thread for files: the cut test, the resizing
+        hit = bool(shots.update(fr.image, fr.t)) if shots else False
+        return hit, (finder.prepare(fr.image) if every == 1 else None)
+
+    frames = _read(source, ahead, max_frames)
     last: list[TrackedFace] = []
-    for n, frame in enumerate(source):
-        if max_frames is not None and n >= max_frames:
-            break
-        cut = bool(shots and shots.update(frame.image, frame.t) and n > 0)
-        if cut:
-            tracker.new_shot()
-            last = []
-        if n % every == 0 or cut:
-            faces = recognizer.predict_arrays([frame.image])[0]
-            last = tracker.update(faces, frame.t)
-            yield FrameResult(frame, last, True, tracker.shot, cut)
-        else:
-            yield FrameResult(frame, last, False, tracker.shot, cut)
+    try:
+        for n, (frame, (hit, prepared)) in enumerate(frames):
+            if max_frames is not None and n >= max_frames:
+                break
+            cut = hit and n > 0
+            if cut:
+                tracker.new_shot()
+                last = []
+            if n % every == 0 or cut:
+                faces = finder.find(frame.image, frame.t, tracker, full=cut, prepared=prepared)
+                last = tracker.update(faces, frame.t)
+                yield FrameResult(frame, last, True, tracker.shot, cut)
+            else:
+                yield FrameResult(frame, last, False, tracker.shot, cut)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
+def _read(source: Iterable[Frame], work: Any, limit: int | None) -> Iterable[tuple[Frame, Any]]:
+    """``(frame, work(frame))`` pairs: read ahead in a thread for files and folders, as they come for live
+    sources (a webcam read ahead would lag) and for plain iterables."""
+    if isinstance(source, FrameSource) and not getattr(source, "live", False):
+        return Prefetch(source, work, limit)
+    return ((fr, work(fr) if work else None) for fr in islice(source, limit))
 
 
 class FaceTable:
@@ -233,6 +259,7 @@ def run_video(
     shots: ShotDetector | bool = True,
     offline: bool | None = None,
     keep_rows: bool | None = None,
+    recheck_s: float = RECHECK_S,
 ) -> VideoReport:
     """Analyse a source end to end with the chosen outputs and return a :class:`VideoReport`.
 
@@ -242,6 +269,9 @@ def run_video(
     ``keep_rows``: keep one row per face per analysed frame in the report (default: files yes, live no).
     ``on_frame(result)`` is called for each frame (progress display). ``show`` opens a window (q to stop);
     the smile-triggered ``capture`` and the window always use the causal labels, as they happen.
+    ``recheck_s``: while the full-range detector finds every tracked face, the whole detector runs only this
+    often (see :class:`FaceFinder`; 0: on every frame). Files are read, and the annotated video encoded, in
+    background threads.
     """
     tracker = tracker or FaceTracker(classes=recognizer.classes)
     tracker.classes = tuple(tracker.classes or recognizer.classes)
@@ -250,23 +280,30 @@ def run_video(
     keep = (not live) if keep_rows is None else keep_rows
     detector = ShotDetector() if shots is True else (shots or None)
     audio = getattr(source, "path", None) if getattr(source, "has_audio", False) else None
-    writer = VideoOut(out, source.fps, audio) if out else None
+    writer = BackgroundVideoOut(VideoOut(out, source.fps, audio)) if out else None
+    finder = FaceFinder(recognizer, recheck_s)
     outs = _Outputs(tracker.classes, every / source.fps, None if offline else csv_path, capture)
     table = FaceTable(tracker.classes) if (offline or keep) else None
     report = VideoReport(source.describe())
     start = time.perf_counter()
     try:
-        _first_pass(source, recognizer, tracker, every, max_frames, detector, outs, table, offline,
-                    None if offline else writer, show, on_frame, report)
-    finally:
-        source.close()
-        outs.close()
-        if show:
-            cv2.destroyAllWindows()
-    if offline and table is not None:
-        outs = _finish_offline(table, tracker, outs, csv_path)
-        if writer:
-            _second_pass(source, table, writer, report.frames)
+        try:
+            _first_pass(source, finder, tracker, every, max_frames, detector, outs, table, offline,
+                        None if offline else writer, show, on_frame, report)
+        finally:
+            source.close()
+            outs.close()
+            if show:
+                cv2.destroyAllWindows()
+        if offline and table is not None:
+            outs = _finish_offline(table, tracker, outs, csv_path)
+            if writer:
+                _second_pass(source, table, writer, report.frames)
+    except BaseException:
+        if writer:  # end the writing thread; the error that stopped the run is the one to see
+            with suppress(Exception):
+                writer.close()
+        raise
     if writer:
         writer.close()
     report.wall_s = time.perf_counter() - start
@@ -278,11 +315,20 @@ def run_video(
     return report
 
 
-def _first_pass(source: FrameSource, recognizer: Recognizer, tracker: FaceTracker, every: int,
+def _first_pass(source: FrameSource, finder: FaceFinder, tracker: FaceTracker, every: int,
                 max_frames: int | None, detector: ShotDetector | None, outs: _Outputs, table: FaceTable | None,
-                offline: bool, writer: VideoOut | None, show: bool, on_frame: Any, report: VideoReport) -> None:
+                offline: bool, writer: BackgroundVideoOut | None, show: bool, on_frame: Any,
+                report: VideoReport) -> None:
     """The analysis loop: every frame once; streamed outputs are written here, offline ones only stored."""
-    for res in analyze(source, recognizer, tracker, every, max_frames, detector):
+    results = analyze(source, finder.recognizer, tracker, every, max_frames, detector, finder)
+    with closing(results):  # stops the reading thread before the source is closed, also on 'q'
+        _consume(results, outs, table, offline, writer, show, on_frame, report)
+
+
+def _consume(results: Iterator[FrameResult], outs: _Outputs, table: FaceTable | None, offline: bool,
+             writer: BackgroundVideoOut | None, show: bool, on_frame: Any, report: VideoReport) -> None:
+    """Count, store and write each result of :func:`analyze`."""
+    for res in results:
         report.frames += 1
         report.seconds = res.frame.t
         if res.analysed:
@@ -319,22 +365,26 @@ def _finish_offline(table: FaceTable, tracker: FaceTracker, first: _Outputs, csv
     return outs
 
 
-def _second_pass(source: FrameSource, table: FaceTable, writer: VideoOut, n_frames: int) -> None:
-    """Read the file again and write each frame with its final (offline-smoothed) faces."""
+def _second_pass(source: FrameSource, table: FaceTable, writer: BackgroundVideoOut, n_frames: int) -> None:
+    """Read the file again and write each frame with its final (offline-smoothed) faces.
+
+    Three threads overlap: reading ahead (:class:`Prefetch`), drawing here, encoding in the writer's thread.
+    """
     again = open_source(getattr(source, "path", source.name), fps=getattr(source, "fixed_fps", source.fps))
     analysed = table.frames()
     nxt = next(analysed, None)
     faces: list[TrackedFace] = []
+    frames = Prefetch(again, limit=n_frames)
     try:
-        for n, frame in enumerate(again):
-            if n >= n_frames:
-                break
+        for frame, _ in frames:
             while nxt is not None and nxt[0].index <= frame.index:
                 if nxt[0].index == frame.index:
                     faces = nxt[1]
                 nxt = next(analysed, None)
-            writer.write(draw_faces(frame.image, faces), frame.t)
+            # the picture was decoded for this loop alone: draw on it in place
+            writer.write(draw_faces(frame.image, faces, copy=False), frame.t)
     finally:
+        frames.close()
         again.close()
 
 

@@ -7,10 +7,12 @@ and the run carries on.
 from __future__ import annotations
 
 import math
+import queue
 import re
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,72 @@ class AvFileSource(FrameSource):
 
     def close(self) -> None:
         self.container.close()
+
+
+class Prefetch:
+    """Frames read ahead in a background thread, each with ``work(frame)`` done there too (the cut test).
+
+    PyAV and OpenCV decode (and OpenCV resizes) without holding Python's lock, so on two cores the next frames
+    are read while the models look at this one. Iterate for ``(frame, work(frame))`` in order; at most
+    ``limit`` frames are read (and worked on). :meth:`close` (also at the end of iteration) stops the thread
+    and waits for it, so the source can be closed safely afterwards. An error in the thread is raised here.
+    Only for files and folders: a webcam or stream read ahead would show a backlog, not the newest frame.
+    """
+
+    _END = object()
+
+    def __init__(self, frames: Iterable[Frame], work: Callable[[Frame], Any] | None = None,
+                 limit: int | None = None, depth: int = 8) -> None:
+        self._frames, self._work, self._limit = frames, work, limit
+        self._queue: queue.Queue = queue.Queue(max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="emoscope-read", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        it = iter(self._frames)
+        try:
+            for n, frame in enumerate(it):
+                if self._stop.is_set() or (self._limit is not None and n >= self._limit):
+                    break
+                if not self._put((frame, self._work(frame) if self._work else None)):
+                    break
+        except BaseException as exc:  # handed to the reading side, raised there
+            self._put((self._END, exc))
+            return
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        self._put((self._END, None))
+
+    def __iter__(self) -> Iterator[tuple[Frame, Any]]:
+        try:
+            while True:
+                frame, extra = self._queue.get()
+                if frame is self._END:
+                    if extra is not None:
+                        raise extra
+                    return
+                yield frame, extra
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop reading and wait for the thread (frames already read are dropped)."""
+        self._stop.set()  # the thread sees it within 0.1 s, even while waiting on a full queue
+        self._thread.join()
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
 
 def _packet_time(packet: Any) -> str:

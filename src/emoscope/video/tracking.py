@@ -17,7 +17,9 @@ The few-faces case here needs neither their detection-score cascade nor re-ident
 
 from __future__ import annotations
 
+import copy
 import math
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,8 +28,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..faces import BlazeFaceDetector, Detection
 from ..labels import EMOTIONS
-from ..recognizer import Face
+from ..recognizer import Face, Recognizer, _OnnxBackend
 from .smoothing import SMOOTHING, CausalHmm, HmmParams, smooth_step
 
 _NO = 1e6  # cost of a forbidden pairing
@@ -164,6 +167,14 @@ class FaceTracker:
         rows, cols = linear_sum_assignment(cost)
         return {int(i): int(j) for i, j in zip(rows, cols) if cost[i, j] < _NO}
 
+    def covers(self, boxes: Sequence[Sequence[float]], t: float) -> bool:
+        """Whether every live track (seen or coasting) would pair with one of ``boxes`` (x, y, w, h) at time
+        ``t``: the faces the tracker follows are all there. Changes nothing."""
+        if len(boxes) < len(self.tracks):
+            return False
+        matched = self._match([tuple(int(v) for v in b) for b in boxes], t)
+        return len(matched) == len(self.tracks)
+
     def update(self, faces: Sequence[Face], t: float) -> list[TrackedFace]:
         """Assign the faces of the frame at time ``t`` (seconds) to tracks; returns them in the input order."""
         if self.classes is None and faces:
@@ -220,3 +231,93 @@ class FaceTracker:
             return
         tr.state = smooth_step(self.smoothing, self.time_constant, tr.state, tr.votes, p, t, tr.last_t, first)
         tr.label = int(np.argmax(tr.state))
+
+
+#: Seconds between runs of the whole detector while its first network finds every tracked face.
+RECHECK_S = 0.25
+_ONE_THREAD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # classifier backend -> one-thread copy
+
+
+class FaceFinder:
+    """The faces of each analysed frame for a tracker: the recognizer's own detection and classification,
+    made cheaper where that keeps the faces the same.
+
+    - **One thread per model**: the detector always, the classifier unless the recognizer was given
+      ``threads``. On few shared cores ONNX Runtime's default pool (a thread per core, spinning between
+      runs) costs more than it gains on these small networks, and the reading and writing threads need
+      the other core (``benchmarks/video_quality.py --only speed`` measures both).
+    - **Staged detection** (a BlazeFace detector with both networks): the full-range network runs first, and
+      when it finds every face the tracker follows (:meth:`FaceTracker.covers`) the short-range network and
+      the tiles are skipped. Where the full-range network finds a face, the whole detector takes that
+      network's box and keypoints anyway, so those faces are the same (boxes, crops, probabilities; only the
+      detector's score is then the full-range network's own). The whole detector still runs every
+      ``recheck_s`` seconds, on the first frame of a shot and on any frame where a tracked face is missing,
+      so a new face that only the short-range network sees (a close-up) is found within ``recheck_s``.
+      ``recheck_s=0`` runs the whole detector on every frame.
+    """
+
+    def __init__(self, recognizer: Recognizer, recheck_s: float = RECHECK_S, one_thread: bool = True) -> None:
+        if not recheck_s >= 0:
+            raise ValueError(f"recheck_s must be >= 0 seconds, got {recheck_s}")
+        self.recognizer = _one_thread(recognizer) if one_thread else recognizer
+        det = self.recognizer.detector
+        self.staged = isinstance(det, BlazeFaceDetector) and len(det.models) > 1 and recheck_s > 0
+        self.recheck_s = float(recheck_s)
+        self._last_full: float | None = None
+        self.full_runs = self.short_runs = 0  # frames with the whole detector / with its first network only
+
+    def prepare(self, image: np.ndarray) -> Any:
+        """Work on a frame that needs no tracker (resizing it for the detector's networks), so a reading
+        thread can do it ahead; hand the result to :meth:`find`."""
+        if not self.staged:
+            return None
+        return self.recognizer.detector.prepare(self.recognizer.check(image))
+
+    def find(self, image: np.ndarray, t: float, tracker: FaceTracker, full: bool = False,
+             prepared: Any = None) -> list[Face]:
+        """The faces (left to right, as ``Recognizer.predict_arrays`` gives them) of the frame at ``t`` seconds;
+        ``full``: run the whole detector (a cut); ``prepared``: :meth:`prepare` of this frame."""
+        rec = self.recognizer
+        if not self.staged:
+            self.full_runs += 1
+            return rec.predict_arrays([image])[0]
+        img = rec.check(image)
+        last = self._last_full
+        due = full or last is None or not 0 <= t - last < self.recheck_s
+        stopped = False
+
+        def enough(dets: list[Detection]) -> bool:
+            nonlocal stopped
+            stopped = not due and tracker.covers([d.box for d in dets if min(d.box[2], d.box[3]) >= rec.min_face], t)
+            return stopped
+
+        dets = rec.detector.detect_until(img, enough, prepared)
+        if stopped:
+            self.short_runs += 1
+        else:
+            self.full_runs += 1
+            self._last_full = t
+        # as Recognizer.predict_arrays: faces of at least min_face px, left to right, classified together
+        dets = sorted((d for d in dets if min(d.box[2], d.box[3]) >= rec.min_face), key=lambda d: (d.box[0], d.box[1]))
+        if not dets:
+            return []
+        probs = rec.classify(rec._crops(img, dets))
+        return [rec._face(d, p) for d, p in zip(dets, probs)]
+
+
+def _one_thread(rec: Recognizer) -> Recognizer:
+    """The recognizer itself, or a shallow copy sharing everything but one-thread model sessions."""
+    det, backend = rec.detector, rec.backend
+    one_det = det.single_threaded() if isinstance(det, BlazeFaceDetector) else det
+    one_backend = backend
+    if (isinstance(backend, _OnnxBackend) and getattr(backend, "path", None) is not None
+            and backend.sess.get_session_options().intra_op_num_threads == 0):
+        one_backend = _ONE_THREAD.get(backend)
+        if one_backend is None:
+            one_backend = _ONE_THREAD[backend] = _OnnxBackend(backend.path, threads=1)
+            one_backend.name = backend.name
+    if one_det is det and one_backend is backend:
+        return rec
+    out = copy.copy(rec)
+    out.detector, out.backend = one_det, one_backend
+    return out
