@@ -4,6 +4,11 @@ A file is read once for the analysis; with ``smoothing="hmm"`` each whole track 
 (Viterbi, see :mod:`.smoothing`) and the annotated video, if asked for, is written in a second pass over the
 file, so its labels are the final ones. Webcams and streams (and the causal smoothers) stream: every output
 is written as the frames come, with flat memory.
+
+Speed: a file is read ahead (decoded, tested for a cut and resized for the detector) in a thread of its own
+and the annotated video is encoded in another, while the main thread runs the models (one thread each) with
+staged detection (:class:`~emoscope.video.tracking.FaceFinder`); ``benchmarks/video_quality.py --only speed``
+measures each feature's cost.
 """
 
 from __future__ import annotations
