@@ -32,6 +32,10 @@ BATCH_MAX_PIXELS = 1024 * 1024
 #: Queue order: arrival time plus this many seconds per megapixel. Small images overtake big ones that
 #: arrived up to a few seconds earlier, and a big one is never starved by a steady flow of small ones.
 SECONDS_PER_MEGAPIXEL = 1.0
+#: Live frames are queued as if they had arrived this many seconds earlier: a stream's frame goes before the
+#: photos of the last second (the stream route lets only ``ws_frames_in_flight`` frames into analysis at once,
+#: so photos wait for at most that many), and a photo that has waited longer goes first.
+LIVE_HEAD_START = 1.0
 
 _Entry = tuple[float, int, np.ndarray, asyncio.Future]
 
@@ -119,15 +123,11 @@ class Inference:
             return rec.predict_arrays(images)
         return [rec.predict(im) for im in images]
 
-    def backlog(self, image: np.ndarray) -> int:
-        """How many images wait (not yet running) in the worker that ``image`` would go to."""
-        if self._lanes is None:
-            return 0
-        small = int(image.shape[0]) * int(image.shape[1]) <= SMALL_PIXELS
-        return len((self._lanes[0] if small else self._lanes[1]).heap)
+    async def predict(self, image: np.ndarray, live: bool = False) -> list[Any]:
+        """The faces in one BGR image, computed in a batch with whatever else of its size is waiting.
 
-    async def predict(self, image: np.ndarray) -> list[Any]:
-        """The faces in one BGR image, computed in a batch with whatever else of its size is waiting."""
+        ``live``: a stream's frame, queued with :data:`LIVE_HEAD_START` (a late frame is no use to a live view).
+        """
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._lanes is None or any(lane.task.done() for lane in self._lanes):
             self._loop, self._lanes = loop, (_Lane(self), _Lane(self, self.heavy))
@@ -136,7 +136,8 @@ class Inference:
         fut: asyncio.Future = loop.create_future()
         self.pending += 1
         try:
-            lane.push((loop.time() + pixels * SECONDS_PER_MEGAPIXEL / 1e6, next(self._order), image, fut))
+            due = loop.time() + pixels * SECONDS_PER_MEGAPIXEL / 1e6 - (LIVE_HEAD_START if live else 0.0)
+            lane.push((due, next(self._order), image, fut))
             return await fut
         finally:
             self.pending -= 1

@@ -42,7 +42,9 @@ class ServerSettings:
     ws_max_side: int = 1280  # live frames are analysed at most this large (the page sends 480x360)
     ws_max_aspect: float = 4.0  # live frames come from cameras (4:3 to 32:9); strips are refused
     ws_max_connections: int = 16
-    ws_frames_in_flight: int = 4  # live frames decoded or analysed at once (all streams); more are dropped undecoded
+    ws_frames_in_flight: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
+    # ^ live frames decoded or analysed at once, all streams together (half the cores: the rest stay for photos
+    #   and large pictures); other frames wait undecoded, each stream having one frame in work at a time
     sample_interval: float = 1.0  # seconds between mood rows of one live track
     smile_frames: int = 10
     cors_origins: list[str] = field(default_factory=list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -32,6 +33,17 @@ class ServerState:
     streams: int = 0  # open WebSocket streams
     photos: int = 0  # photo requests admitted and not yet answered (reading, decoding or analysing)
     frames: int = 0  # live frames being decoded or analysed (all streams)
+    _frame_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = field(default=None, repr=False)
+
+    def frame_slots(self) -> asyncio.Semaphore:
+        """The places for live frames in decoding and analysis (``ws_frames_in_flight``, all streams together).
+
+        A frame waits for one, undecoded, before it is decoded: however many streams send, at most that many
+        frames compete with photos for the decode threads, the small-image worker and the CPU."""
+        loop = asyncio.get_running_loop()
+        if self._frame_slots is None or self._frame_slots[0] is not loop:
+            self._frame_slots = (loop, asyncio.Semaphore(self.settings.ws_frames_in_flight))
+        return self._frame_slots[1]
 
     @property
     def mood(self) -> MoodStore:

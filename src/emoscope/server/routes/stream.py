@@ -29,7 +29,6 @@ from ..stream import StreamOptions, StreamState
 router = APIRouter()
 FRAME_TYPES = ("image/jpeg", "image/png", "image/webp")
 MAX_CONTROL_CHARS = 4096
-BUSY = "the server is busy; frame dropped (send the next one)"
 
 
 @router.websocket("/stream")
@@ -131,22 +130,18 @@ class _Session:
         except media.MediaError as exc:
             await self.error(exc.status, exc.code, exc.message, seq=seq)
             return True
-        if app.frames >= s.ws_frames_in_flight:  # live: drop a frame, before decoding it, rather than lag
-            await self.error(503, "busy", BUSY, seq=seq)
-            return True
-        app.frames += 1
         try:
-            d, faces = await self.analyse(data, info)
+            async with app.frame_slots():  # waits undecoded while ws_frames_in_flight frames are in work
+                app.frames += 1
+                try:
+                    d, faces = await self.analyse(data, info)
+                finally:
+                    app.frames -= 1
         except media.MediaError as exc:
             await self.error(exc.status, exc.code, exc.message, seq=seq)
             return True
         except Exception as exc:
             await self.error(500, "inference_failed", f"analysis failed ({type(exc).__name__})", seq=seq)
-            return True
-        finally:
-            app.frames -= 1
-        if faces is None:
-            await self.error(503, "busy", BUSY, seq=seq)
             return True
         tracked, rows, capture, progress = self.state.observe(faces, time.monotonic(), time.time())
         logged = (await self.store(app.mood.add, rows, seq=seq) or 0) if rows else 0
@@ -169,13 +164,11 @@ class _Session:
                 await self.ws.send_json({"type": "capture", "capture": capture})
         return True
 
-    async def analyse(self, data: bytes, info: media.ImageInfo) -> tuple[Decoded, list | None]:
-        """Decode a probed frame (MediaError when corrupt) and find its faces; None when the queue is already full."""
+    async def analyse(self, data: bytes, info: media.ImageInfo) -> tuple[Decoded, list]:
+        """Decode a probed frame (MediaError when corrupt) and find its faces, ahead of recent photos."""
         s, app = self.s, self.app
         d = await app.decoder.decode(data, max_pixels=s.ws_max_frame_pixels, max_side=s.ws_max_side, info=info)
-        if app.inference.backlog(d.image) >= app.inference.max_batch:
-            return d, None
-        return d, await app.inference.predict(d.image)
+        return d, await app.inference.predict(d.image, live=True)
 
     async def store(self, fn: Callable[..., Any], *args: Any, seq: int) -> Any:
         """Run a mood-store write; on a database failure (full disk: 507) tell the client and go on."""
