@@ -3,8 +3,8 @@
 Every photo and live frame is decoded here. Its header is read first (cheap) and the bytes its decoding
 will hold are reserved from one budget shared by all requests; decoding then runs in a small thread pool.
 Large images (over :data:`SMALL_BYTES`) use their own lane, limited to three quarters of the budget and
-``workers`` threads that run at a lower OS priority (:mod:`.threads`), so a burst of 40-megapixel uploads
-waits its turn, and takes only the CPU left over, while ordinary photos and frames pass beside it.
+``workers`` threads of their own (:mod:`.threads`), so a burst of 40-megapixel uploads waits its turn while
+ordinary photos and frames pass beside it.
 """
 
 from __future__ import annotations

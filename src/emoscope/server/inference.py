@@ -1,10 +1,9 @@
 """The recognizer behind the server: two worker threads (small and large images) that batch concurrent requests.
 
 Live frames and ordinary photos go to one worker, pictures larger than a full-HD frame to the other, so a
-40-megapixel upload's detection (seconds on a small machine) never makes a live frame or a phone photo wait
-in the queue; the large worker's thread also runs at a lower OS priority (:mod:`.threads`), so it does not
-take the CPU from them either. Within a worker, images are served by arrival time plus a delay per
-megapixel, in batches of similar size.
+40-megapixel upload's detection (seconds on a small machine) never makes a live frame or a phone photo wait.
+Within a worker, images are served by arrival time plus a delay per megapixel (live frames get a head
+start), in small batches of similar size.
 """
 
 from __future__ import annotations
@@ -105,7 +104,7 @@ class Inference:
     """Runs the recognizer off the event loop: two worker threads (small, large images), batching waiters.
 
     The recognizer is called from both threads at once; its models only read their weights while predicting.
-    The large images' thread runs at a lower OS priority.
+    The large images' thread is its own (:class:`.threads.WorkerThreads`).
     """
 
     def __init__(self, recognizer: Any, max_batch: int = 8) -> None:

@@ -120,10 +120,10 @@ def return_freed_memory() -> bool:
 
 
 def one_thread_opencv() -> None:
-    """Make OpenCV run each call in its calling thread (its own pool's threads would not keep the caller's priority).
+    """Make OpenCV run each call in its calling thread.
 
-    The server parallelises by lanes of worker threads, the heavy ones at a lower OS priority (:mod:`.threads`);
-    OpenCV's pool, shared by every thread, would run part of a 40 MP picture's resizing at normal priority."""
+    The server parallelises by lanes of worker threads (small and large pictures); OpenCV's own pool, shared
+    by every thread, would spread a 40 MP picture's resizing over all cores, beside a photo's work."""
     import cv2
 
     cv2.setNumThreads(1)

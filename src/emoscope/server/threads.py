@@ -1,11 +1,13 @@
-"""Worker threads at a chosen OS priority: heavy work (40-megapixel decodes and detections) runs at a lower one.
+"""Worker threads of their own for heavy work (40-megapixel decodes and detections), optionally at a lower OS priority.
 
-When the CPU is short, the kernel's scheduler decides who runs, not the server's queues: a big upload's decode
-or detection running beside a phone photo's at equal priority takes its share of the core, and the photo's
-50 ms became seconds under a storm of big uploads (benchmarks/ABUSE.md). Threads of a :class:`WorkerThreads`
-pool made with ``nice`` > 0 run that much lower (Linux: ``setpriority`` on the thread itself), so the small
-requests' work, at normal priority, is served first and the heavy work gets the cores left over. Lowering a
-thread's priority cannot be undone without privileges, so such threads do only their pool's work.
+The heavy lanes run on a :class:`WorkerThreads` pool, never on the threads small requests use, so a photo
+never waits for a thread behind a big upload. A pool made with ``nice`` > 0 would also run that much lower
+(Linux: ``setpriority`` on the thread itself; lowering cannot be undone without privileges, so such threads
+do only their pool's work), but the server does not use that (:data:`HEAVY_NICE` is 0): measured with
+``benchmarks/abuse.py --only storm`` on 2 shared cores, heavy threads at nice +10 made the normal photo
+*slower* (max 0.6-1.8 s against 0.19-0.22 s at nice 0) and the storm three times longer. In CPython a
+low-priority thread that the kernel preempts while it holds the GIL stalls every other thread of the server,
+and on a shared machine it also yields to every other program, so the heavy work, and its memory, lasts longer.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: How much lower heavy work runs: nice +10 weighs 110 against 1024 at nice 0 in Linux's scheduler, so
-#: normal-priority work gets about nine tenths of a contended core, and heavy work still progresses.
-HEAVY_NICE = 10
+#: How much lower the heavy lanes' threads run: none (see the module doc for the measurement).
+HEAVY_NICE = 0
 
 
 def lower_priority(nice: int) -> bool:
