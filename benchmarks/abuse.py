@@ -612,13 +612,13 @@ def storm_lines(st: Storm, peak: float, storm_limit: float) -> list[str]:
         f"- server RSS: max sampled {st.max_rss:.0f} MiB during the storm, peak {peak:.0f} MiB (VmHWM, whole run)",
         "",
         "How the server holds up: a picture's header is read without decoding it; decoding runs within a shared "
-        "byte budget, large pictures in their own lane whose threads run at a lower OS priority (nice +10); "
-        "inference runs in two workers (up to a full-HD frame / larger), the large one at the lower priority too, "
-        "each model call on its calling thread; live frames beyond 4:1 are refused from the header, and only "
-        "`ws_frames_in_flight` frames (half the cores) are decoded or analysed at once, ahead of the last "
-        "second's photos, the others waiting undecoded; batches of small images hold at most a megapixel; a "
-        "client that leaves loses its place. The photo latency is the server's own `elapsed_ms` plus the "
-        "network: when they match, the time is spent inside the server.",
+        "byte budget, large pictures on threads of their own; inference runs in two workers (up to a full-HD "
+        "frame / larger), each model call on its calling thread (ONNX Runtime and OpenCV on one thread); live "
+        "frames beyond 4:1 are refused from the header, and only `ws_frames_in_flight` frames (half the cores) "
+        "are decoded or analysed at once, ahead of the last second's photos, the others waiting undecoded; "
+        "batches of small images hold at most a megapixel; a client that leaves loses its place. The photo "
+        "latency is the server's own `elapsed_ms` plus the network: when they match, the time is spent inside "
+        "the server.",
         "",
     ]
 
