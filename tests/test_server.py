@@ -58,6 +58,22 @@ class FakeRecognizer:
         return out
 
 
+class GatedRecorder(FakeRecognizer):
+    """A FakeRecognizer whose first call waits (up to 5 s) for ``gate``, so the worker stays busy while other
+    requests queue up; records ``key`` of each array of each batch in ``batches``, to check queue order."""
+
+    def __init__(self, gate, key=lambda a: a.shape[1]) -> None:
+        super().__init__()
+        self.gate, self.key = gate, key
+        self.batches: list[list] = []
+
+    def predict_arrays(self, arrays):
+        if not self.batches:
+            self.gate.wait(5)
+        self.batches.append([self.key(a) for a in arrays])
+        return super().predict_arrays(arrays)
+
+
 def jpeg(w: int = 64, h: int = 48, quality: int = 80) -> bytes:
     img = np.zeros((h, w, 3), np.uint8)
     img[:, : w // 2] = (30, 120, 200)

@@ -29,7 +29,17 @@ from emoscope.mood import MoodStore  # noqa: E402
 from emoscope.server import media  # noqa: E402
 from emoscope.server.decoding import ByteBudget, Decoder  # noqa: E402
 from emoscope.server.guards import cross_site_reason  # noqa: E402
-from test_server import WS, FakeRecognizer, assert_error, assert_ws_error, jpeg, make_client, png, post_photo  # noqa: E402
+from test_server import (  # noqa: E402
+    WS,
+    FakeRecognizer,
+    GatedRecorder,
+    assert_error,
+    assert_ws_error,
+    jpeg,
+    make_client,
+    png,
+    post_photo,
+)
 
 EVIL = {"Origin": "https://evil.example"}
 
@@ -438,18 +448,7 @@ def test_small_images_are_not_held_behind_big_ones(monkeypatch, late):
 
     gate = threading.Event()
 
-    class Recorder(FakeRecognizer):
-        def __init__(self) -> None:
-            super().__init__()
-            self.batches: list[list[int]] = []
-
-        def predict_arrays(self, arrays):
-            if not self.batches:
-                gate.wait(5)  # the first call holds the worker while the others queue up
-            self.batches.append([a.shape[1] for a in arrays])
-            return super().predict_arrays(arrays)
-
-    rec = Recorder()
+    rec = GatedRecorder(gate)  # holds the worker while the others queue up
     inf = Inference(rec, max_batch=8)
 
     async def main() -> None:

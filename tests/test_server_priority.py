@@ -23,7 +23,7 @@ from emoscope.server import media  # noqa: E402
 from emoscope.server.decoding import Decoder  # noqa: E402
 from emoscope.server.inference import Inference  # noqa: E402
 from emoscope.server.threads import HEAVY_NICE, WorkerThreads, thread_nice  # noqa: E402
-from test_server import FakeRecognizer, jpeg, make_client  # noqa: E402
+from test_server import FakeRecognizer, GatedRecorder, jpeg, make_client  # noqa: E402
 
 can_renice = thread_nice() is not None and thread_nice() < 19  # Linux, and room below
 needs_nice = pytest.mark.skipif(not can_renice, reason="thread priorities are Linux's (and need nice < 19)")
@@ -180,18 +180,7 @@ def test_a_photo_is_batched_with_at_most_a_megapixel():
     """Every image in a batch waits for the whole batch: a photo must not ride with two megapixels of frames."""
     gate = threading.Event()
 
-    class Recorder(FakeRecognizer):
-        def __init__(self) -> None:
-            super().__init__()
-            self.batches: list[list[tuple[int, ...]]] = []
-
-        def predict_arrays(self, arrays):
-            if not self.batches:
-                gate.wait(5)
-            self.batches.append([a.shape[:2] for a in arrays])
-            return super().predict_arrays(arrays)
-
-    rec = Recorder()
+    rec = GatedRecorder(gate, key=lambda a: a.shape[:2])  # holds the worker while the others queue up
     inf = Inference(rec, max_batch=8)
 
     async def main() -> None:
@@ -297,18 +286,7 @@ def test_a_live_frame_goes_before_recent_photos():
     as busy (benchmarks/load.py: 298 of 326 frames beside 20 photo clients)."""
     gate = threading.Event()
 
-    class Recorder(FakeRecognizer):
-        def __init__(self) -> None:
-            super().__init__()
-            self.batches: list[list[int]] = []
-
-        def predict_arrays(self, arrays):
-            if not self.batches:
-                gate.wait(5)
-            self.batches.append([a.shape[1] for a in arrays])
-            return super().predict_arrays(arrays)
-
-    rec = Recorder()
+    rec = GatedRecorder(gate)  # holds the worker while the others queue up
     inf = Inference(rec, max_batch=1)
 
     async def main() -> None:
