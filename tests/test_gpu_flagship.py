@@ -418,3 +418,93 @@ def test_a_calibrated_run_plans_its_epochs_from_timed_ones(gpu_flagship, tmp_pat
     plan = gpu_flagship.read_plan(runs / "recipe")
     assert plan["epochs"] == 2 and plan["calibration_s"] > 0 and plan["estimated_epoch_s"] > 0
     assert plan["command"].startswith(f"emoscope train --config {cfg} --epochs 2 --device cpu ")
+
+
+# ------------------------------------------------------------------- v4: weight averages, prior reading, card
+
+
+def test_a_weight_average_is_the_weighted_mean_and_keeps_integer_buffers_whole():
+    import torch
+
+    soup = load_benchmark("soup")
+    a = {"w": torch.tensor([0.0, 2.0]), "bn.num_batches_tracked": torch.tensor(5)}
+    b = {"w": torch.tensor([4.0, 6.0]), "bn.num_batches_tracked": torch.tensor(9)}
+    out = soup.average({"a": a, "b": b}, {"a": 0.75, "b": 0.25})
+    assert torch.allclose(out["w"], torch.tensor([1.0, 3.0]))
+    assert out["bn.num_batches_tracked"].dtype == torch.int64 and int(out["bn.num_batches_tracked"]) == 5
+
+
+def test_the_greedy_soup_keeps_an_ingredient_only_when_publictest_does_not_fall():
+    soup = load_benchmark("soup")
+    singles = [soup.Candidate(n, {n: 1.0}, acc, 0.5) for n, acc in (("v3", 0.70), ("run4", 0.71), ("run3", 0.68))]
+    scores = {("run4", "v3"): 0.714, ("run3", "run4", "v3"): 0.705}
+
+    def evaluate(mix):
+        return scores[tuple(sorted(mix))], 0.6
+
+    g = soup.greedy(singles, evaluate)
+    assert g.mix == {"run4": 0.5, "v3": 0.5} and g.accuracy == 0.714
+
+
+def test_a_soup_checkpoint_installs_like_a_run(tmp_path, monkeypatch):
+    """save_soup writes best.pt with its mix and stage commands, plus command.txt and the last stage's history."""
+    import torch
+
+    from emoscope.models.checkpoint import load_model, model_meta
+    from emoscope.models.registry import create_model
+
+    soup = load_benchmark("soup")
+    paths, states = {}, {}
+    for name in ("v3", "run4"):
+        model = create_model("emovgg_t", num_classes=7)
+        ck = {**model_meta("emovgg_t", [f"c{i}" for i in range(7)]), "model": model.state_dict(), "epoch": 0,
+              "train_config": {"epochs": 1}}
+        paths[name] = tmp_path / name / "best.pt"
+        paths[name].parent.mkdir()
+        torch.save(ck, paths[name])
+        states[name] = model.state_dict()
+    (paths["run4"].parent / "command.txt").write_text("emoscope train --out run4\n")
+    (paths["run4"].parent / "history.json").write_text("[]")
+    monkeypatch.setattr(soup, "RUNS", {"v3": None, "run4": None})
+    monkeypatch.setattr(sys, "argv", ["soup.py", "--out", str(tmp_path / "soup")])
+    args = soup.argparse.Namespace(out=tmp_path / "soup")
+    soup.save_soup(args, paths, states, soup.Candidate("half", {"v3": 0.5, "run4": 0.5}, 0.7, 0.6))
+    model, meta = load_model(tmp_path / "soup" / "best.pt")
+    expected = soup.average(states, {"v3": 0.5, "run4": 0.5})
+    assert all(torch.allclose(v.float(), expected[k].float(), atol=1e-3) for k, v in model.state_dict().items())
+    assert list(meta["soup"].values()) == [0.5, 0.5]
+    assert meta["recipe"][1] == "emoscope train --out run4"  # v3 has no command.txt: its record says so
+    assert (tmp_path / "soup" / "command.txt").read_text().startswith("python benchmarks/soup.py --out")
+    assert (tmp_path / "soup" / "history.json").is_file()
+
+
+def test_the_prior_reading_divides_out_training_class_frequencies():
+    generalisation = load_benchmark("generalisation")
+
+    class Fixed:  # a classifier that always says 60 % happy, 40 % disgust
+        classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+        def classify(self, crops):
+            return np.tile(np.array([0, 0.4, 0, 0.6, 0, 0, 0], np.float32), (len(crops), 1))
+
+    prior = np.array([0.14, 0.015, 0.14, 0.25, 0.17, 0.11, 0.17])
+    has_face = np.array([True, False])
+    crops = np.zeros((2, 48, 48), np.uint8)
+    assert generalisation.emoscope_predictions(Fixed(), crops, has_face).tolist() == [3, -1]
+    assert generalisation.emoscope_predictions(Fixed(), crops, has_face, prior, 0.0).tolist() == [3, -1]
+    assert generalisation.emoscope_predictions(Fixed(), crops, has_face, prior, 1.0).tolist() == [1, -1]
+
+
+def test_the_model_card_lists_cross_dataset_rows_and_recalls(tmp_path):
+    flagship = load_benchmark("flagship")
+    recall = {c: 0.5 for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
+    block = {"accuracy": 0.487, "ci": [0.443, 0.532], "macro_f1": 0.442, "recall": recall}
+    rows = [{"system": "v4", "taiwanese_all": block, "taiwanese_agreed": {**block, "accuracy": 0.579},
+             "muxspace_all": {**block, "accuracy": 0.511}, "private": {**block, "accuracy": 0.726}},
+            {"system": "fer", "taiwanese_all": block, "taiwanese_agreed": block, "muxspace_all": block}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    text = flagship.cross_dataset_section(tmp_path / "rows.json")
+    assert "| v4 | 48.7% [44.3%-53.2%] | 57.9% | 0.442 | 51.1% | 0.442 | 72.6% | 0.442 |" in text
+    assert "| fer | 48.7% [44.3%-53.2%] | 48.7% | 0.442 | 48.7% | 0.442 | - | - |" in text
+    assert "| v4 | " + " | ".join(["50%"] * 7) + " |" in text  # recall per class
+    assert flagship.cross_dataset_section(None) == ""
