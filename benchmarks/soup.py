@@ -107,10 +107,8 @@ def main() -> None:
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         sys.exit(f"soup.py: missing checkpoints {missing}; train V4.md's runs 1, 3 and 4 first")
-    states = {}
-    for name, p in paths.items():
-        model, meta = load_model(p)
-        states[name] = {k: v.clone() for k, v in model.state_dict().items()}
+    states = {name: load_model(p)[0].state_dict() for name, p in paths.items()}
+    model, meta = load_model(paths["v3"])  # the shared network; each candidate's weights are loaded into it
     faces = load_dataset(args.data).split("publictest")
     t0 = time.perf_counter()
 
@@ -140,13 +138,10 @@ def stage_command(name: str, path: Path) -> str:
 
 def save_soup(args: argparse.Namespace, paths: dict[str, Path], states: dict, best: Candidate) -> None:
     """The chosen average as a checkpoint (fp16) plus what ``flagship.py --run`` reads to install it."""
-    def rel(p: Path) -> str:
-        return p.resolve().relative_to(ROOT).as_posix() if p.resolve().is_relative_to(ROOT) else str(p)
-
     last = max((n for n in best.mix if n != "v3"), key=lambda n: best.mix[n], default="v3")
     ckpt = read_checkpoint(paths[last])
     ckpt.update(model=half_precision(average(states, best.mix)), best_acc=best.accuracy,
-                soup={rel(paths[n]): w for n, w in best.mix.items()},
+                soup=dict(best.mix),  # ingredient name (V4.md's run names) -> weight
                 recipe=[stage_command(n, paths[n]) for n in RUNS if n in best.mix])
     ckpt.pop("optimizer", None)
     args.out.mkdir(parents=True, exist_ok=True)
