@@ -38,6 +38,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import cpu_name
 from load import free_port, photo_variants, rss_kib, wait_ready
 
 TARGET_RSS_MIB = 1536
@@ -625,8 +626,7 @@ def storm_lines(st: Storm, peak: float, storm_limit: float) -> list[str]:
 
 def report(run: Run, command: str, storm_limit: float) -> tuple[str, bool]:
     """The Markdown report and whether every target was met."""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = cpu_name()
     targets = targets_of(run)
     lines = [
         "# Abuse benchmark: hostile inputs against `emoscope serve` on loopback",

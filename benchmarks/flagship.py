@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import cpu_name
 from gpu_flagship import read_plan  # the script that writes plan.json reads it back
 
 from emoscope.datasets import load_dataset
@@ -215,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ck["train_config"]
     n_params = sum(p.numel() for p in model.parameters())
     where = (f"one {plan['device']} GPU (PyTorch {plan['torch']}), bf16 autocast, channels_last"
-             if plan.get("device", "cpu") != "cpu" else "this machine: 2-core Sapphire Rapids CPU, bf16 autocast, "
-             "channels_last")
+             if plan.get("device", "cpu") != "cpu" else f"this machine: {os.cpu_count()}-core {cpu_name()} CPU, "
+             "bf16 autocast, channels_last")
     commands, stage = command, ""
     if ck.get("recipe"):
         commands = "\n".join([*ck["recipe"], command])

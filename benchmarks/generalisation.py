@@ -37,6 +37,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import cpu_name
 from tqdm import tqdm
 
 from emoscope.datasets import load_dataset
@@ -335,8 +336,7 @@ def main() -> None:
             rows.append(row)
             print(f"fer: Taiwanese {pct(row['taiwanese_all']['accuracy'])}, "
                   f"muxspace {pct(row['muxspace_all']['accuracy'])}", flush=True)
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?")
+    cpu = cpu_name()
     command = "python benchmarks/generalisation.py " + " ".join(sys.argv[1:])
     write_markdown(args.out, rows, command, f"{cpu}, {os.cpu_count()} cores", time.perf_counter() - start)
     if args.json:

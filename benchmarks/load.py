@@ -30,6 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import cpu_name
 
 
 def photo_variants() -> list[bytes]:
@@ -212,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p_lat, s_lat = percentiles(photo.latencies), percentiles(stream.latencies)
     errors = len(photo.errors) + len(stream.errors)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = cpu_name()
     lines = [
         "# Load benchmark: `emoscope serve` on loopback",
         "",

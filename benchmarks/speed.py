@@ -35,6 +35,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import cpu_name
 
 from emoscope.samples import astronaut_bgr, group_photo
 
@@ -317,16 +318,9 @@ def machine() -> str:
     import onnxruntime
     import torch
 
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}")
+    return (f"{cpu_name()}, {os.cpu_count()} logical cores; Python {platform.python_version()}, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}, "
+            f"OpenCV {cv2.__version__}")
 
 
 def main() -> None:
