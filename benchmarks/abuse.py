@@ -38,8 +38,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import cpu_name
 from load import free_port, photo_variants, rss_kib, wait_ready
+from machine import cpu_name
 
 TARGET_RSS_MIB = 1536
 TARGET_PHOTO_S = 1.0

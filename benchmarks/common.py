@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import shutil
 import sys
 import time
@@ -39,19 +38,6 @@ FER = SHARED / "fer2013"
 MUXSPACE = SHARED / "muxspace_facial_expressions"
 #: The muxspace setting of the reference report: neutral and happiness capped at 500, seeded 60/20/20.
 MUX_CAPS = {"neutral": 500, "happy": 500}
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (e.g. "AMD EPYC"), else what ``platform`` knows, else "?"."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 #: Slim copies of the 224x224 nets for smoke runs (the real width is what full runs measure).
 SMOKE_MODEL_KWARGS = {"vgg16_fer": {"width_mult": 0.125}, "alexnet_fer": {"width_mult": 0.125}}
 

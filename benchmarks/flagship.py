@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_name
 from gpu_flagship import read_plan  # the script that writes plan.json reads it back
+from machine import cpu_name
 
 from emoscope.datasets import load_dataset
 from emoscope.evaluation import classification_metrics, evaluate_model, predict_proba

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import cpu_name
+from machine import cpu_name
 from tqdm import tqdm
 
 from emoscope.datasets import load_dataset
@@ -309,7 +309,8 @@ def main() -> None:
         train = fer.split("Training").labels
         prior = np.bincount([EMOTIONS.index(fer.classes[y]) for y in train], minlength=7) / len(train)
         if args.private:
-            private = (fer.split("PrivateTest").images, fer.split("PrivateTest").labels)
+            test = fer.split("PrivateTest")
+            private = (test.images, test.labels)
     recognizers = {}
     for weights in args.weights:
         rec = Recognizer(weights=weights, detector="none", backend=args.backend)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import cpu_name
+from machine import cpu_name
 
 
 def photo_variants() -> list[bytes]:

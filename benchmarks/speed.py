@@ -35,7 +35,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import cpu_name
+from machine import cpu_name
 
 from emoscope.samples import astronaut_bgr, group_photo
 

@@ -342,7 +342,7 @@ def test_redraw_draws_the_run_that_ended_as_planned_when_a_variant_has_two_rows(
 
 #: Benchmark modules that are not command-line scripts with --help: the shared helpers, and the pipeline that
 #: speed.py runs inside the ``fer`` package's own environment (it takes a section name, not options).
-NOT_SCRIPTS = {"common", "fer_pipeline"}
+NOT_SCRIPTS = {"common", "fer_pipeline", "machine"}
 
 
 @pytest.mark.parametrize("script", sorted(p.stem for p in (REPO / "benchmarks").glob("*.py")
