@@ -51,7 +51,7 @@ def install_fp16(best: Path, dest: Path, extra: dict) -> None:
     """Save the weights as fp16 (half the size; upcast on load) with the card's facts in the checkpoint."""
     ck = read_checkpoint(best)
     keep = {k: ck[k] for k in ("model_name", "model_kwargs", "classes", "input_size", "in_chans", "epoch",
-                               "train_config") if k in ck}
+                               "train_config", "class_counts") if k in ck}
     keep["model"] = half_precision(ck["model"])
     keep.update(extra)
     torch.save(keep, dest)

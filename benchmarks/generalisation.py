@@ -11,10 +11,11 @@ and the ``fer`` package on the same photos in the same run, through the environm
 
 Pipeline variants are comma-separated ``key=value`` lists (or ``default``):
 ``margin=0.2`` (crop margin, fraction of the box side), ``rotate=0`` (no eye alignment),
-``contrast=equalize|clahe`` (contrast normalisation of each crop), ``prior=T`` (each face's probabilities divided
-by FER-2013 Training's class frequencies to the power T and renormalised: logit adjustment towards equal classes,
-Menon et al. 2021). They change only how crops are cut and read, so detections are computed once per photo
-(cached under ``runs/generalisation_cache``).
+``contrast=equalize|clahe`` (contrast normalisation of each crop), ``balance=T`` (the product's
+``Recognizer(balance=T)``: each face's probabilities divided by the model's training class frequencies to the power
+T and renormalised, logit adjustment towards equal classes, Menon et al. 2021; ``prior=T`` is the same, its older
+name), ``tta=flip|crops`` (the product's test-time augmentation). They change only how crops are cut and read, so
+detections are computed once per photo (cached under ``runs/generalisation_cache``).
 
     python benchmarks/generalisation.py --weights default fast --variants default margin=0.2 contrast=clahe
     python benchmarks/generalisation.py --weights runs/v4_camera_ft/best.pt --no-fer --out /tmp/x.md
@@ -123,8 +124,10 @@ def parse_variant(spec: str) -> dict[str, str]:
     out = {}
     for part in spec.split(","):
         key, sep, value = part.partition("=")
-        if not sep or key not in ("margin", "rotate", "contrast", "prior"):
-            sys.exit(f"bad variant part {part!r}: use margin=F, rotate=0|1, contrast=none|equalize|clahe or prior=T")
+        key = "balance" if key == "prior" else key
+        if not sep or key not in ("margin", "rotate", "contrast", "balance", "tta"):
+            sys.exit(f"bad variant part {part!r}: use margin=F, rotate=0|1, contrast=none|equalize|clahe, "
+                     "balance=T or tta=none|flip|crops")
         out[key] = value
     return out
 
@@ -179,14 +182,10 @@ def score(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, n_boot: int = 100
 
 
 # -- systems -------------------------------------------------------------------------------------------------
-def emoscope_predictions(rec: Recognizer, crops: np.ndarray, has_face: np.ndarray,
-                         prior: np.ndarray | None = None, power: float = 0.0) -> np.ndarray:
-    """Canonical class index per crop (-1 without a face); ``prior ** power`` divides the probabilities first."""
+def emoscope_predictions(rec: Recognizer, crops: np.ndarray, has_face: np.ndarray) -> np.ndarray:
+    """Canonical class index per crop (-1 without a face)."""
     idx = np.array([EMOTIONS.index(c) for c in rec.classes])  # model class order -> canonical order
-    probs = rec.classify(crops)
-    if power and prior is not None:
-        probs = probs / prior[idx] ** power
-    return np.where(has_face, idx[probs.argmax(1)], -1)
+    return np.where(has_face, idx[rec.classify(crops).argmax(1)], -1)
 
 
 def fer_predictions(paths: list[Path]) -> np.ndarray | None:
@@ -257,28 +256,33 @@ def write_markdown(path: Path, rows: list[dict], command: str, cpu: str, elapsed
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def score_models(recognizers: dict[str, Recognizer], variants: list[str], sets: dict[str, PhotoSet],
-                 found: dict[str, Found], private: tuple[np.ndarray, np.ndarray] | None,
-                 prior: np.ndarray | None = None) -> list[dict]:
-    """One row per model and pipeline variant: every photo set (and PrivateTest) scored through that variant.
+def variant_recognizer(rec: Recognizer, variant: dict[str, str]) -> Recognizer:
+    """``rec`` itself, or the same model read with the variant's ``tta`` and ``balance`` (product options)."""
+    tta, balance = variant.get("tta", "none"), float(variant.get("balance", 0))
+    if (tta, balance) == (rec.tta, rec.balance):
+        return rec
+    backend = "torch" if rec.backend_name == "torch" else "auto"  # an .onnx path loads that very file
+    return Recognizer(weights=rec.backend.path, detector="none", backend=backend, tta=tta, balance=balance)
 
-    ``prior``: FER-2013 Training's class frequencies (canonical order), for the ``prior=T`` variants.
-    """
+
+def score_models(recognizers: dict[str, Recognizer], variants: list[str], sets: dict[str, PhotoSet],
+                 found: dict[str, Found], private: tuple[np.ndarray, np.ndarray] | None) -> list[dict]:
+    """One row per model and pipeline variant: every photo set (and PrivateTest) scored through that variant."""
     sizes = {rec.input_size for rec in recognizers.values()}
     rows = {(label, spec): {"system": label, "variant": spec} for label in recognizers for spec in variants}
     for spec in variants:  # crops depend on the variant only: cut them once, score every model on them
         variant = parse_variant(spec)
-        power = float(variant.get("prior", 0))
+        readers = {label: variant_recognizer(rec, variant) for label, rec in recognizers.items()}
         for key, photos in sets.items():
             crops = {s: photo_crops(photos, found[key], variant, margin=0.10, size=s) for s in sizes}
-            for label, rec in recognizers.items():
-                pred = emoscope_predictions(rec, crops[rec.input_size], found[key].boxes[:, 0] >= 0, prior, power)
+            for label, rec in readers.items():
+                pred = emoscope_predictions(rec, crops[rec.input_size], found[key].boxes[:, 0] >= 0)
                 for sub, mask in photos.subsets.items():
                     rows[label, spec][f"{key}_{sub}"] = score(photos.labels[mask], pred[mask], photos.groups[mask])
         if private is not None:
             imgs = normalise_contrast(private[0], variant.get("contrast", "none"))
-            for label, rec in recognizers.items():
-                pred = emoscope_predictions(rec, imgs, np.ones(len(imgs), bool), prior, power)
+            for label, rec in readers.items():
+                pred = emoscope_predictions(rec, imgs, np.ones(len(imgs), bool))
                 rows[label, spec]["private"] = score(private[1], pred, np.arange(len(pred)))
     return list(rows.values())  # weights first, then variants: the report's order
 
@@ -303,20 +307,22 @@ def main() -> None:
     sets = {"taiwanese": taiwanese(args.data / "taiwanese"),
             "muxspace": muxspace(args.data / "muxspace_facial_expressions")}
     found = {k: detect_largest(s, args.detector) for k, s in sets.items()}
-    private, prior = None, None
-    if args.private or any("prior=" in v for v in args.variants):
-        fer = load_dataset(args.data / "fer2013")
-        train = fer.split("Training").labels
-        prior = np.bincount([EMOTIONS.index(fer.classes[y]) for y in train], minlength=7) / len(train)
-        if args.private:
-            test = fer.split("PrivateTest")
-            private = (test.images, test.labels)
+    private = None
+    if args.private:
+        test = load_dataset(args.data / "fer2013").split("PrivateTest")
+        private = (test.images, test.labels)
     recognizers = {}
     for weights in args.weights:
         rec = Recognizer(weights=weights, detector="none", backend=args.backend)
         label = f"emoscope {weights}" if weights in ("default", "fast") else f"{resolve_weights(weights)}"
         recognizers[f"{label} ({rec.backend_name})"] = rec
-    rows = score_models(recognizers, args.variants, sets, found, private, prior)
+    for spec in args.variants:  # a bad variant or a model that cannot be balanced stops before any scoring
+        for rec in recognizers.values():
+            try:
+                variant_recognizer(rec, parse_variant(spec))
+            except ValueError as exc:
+                sys.exit(f"variant {spec!r}: {exc}")
+    rows = score_models(recognizers, args.variants, sets, found, private)
     for row in rows:
         t = row["taiwanese_all"]
         print(f"{row['system']} [{row['variant']}]: Taiwanese {pct(t['accuracy'])}, "

@@ -7,6 +7,8 @@ Sections:
 - classifier: face crops/s at batch 1 and 64 for each shipped model (default, fast), PyTorch fp32 vs
   ONNX Runtime fp32 vs ONNX Runtime int8, using the installed files;
 - detector: milliseconds per 640 x 480 frame for each face detector (and dlib's HOG when installed);
+- photos: milliseconds per picture of ``Recognizer.predict`` (detect, crop, classify) for each shipped model
+  with each test-time augmentation (``--tta none|flip|crops``), on the two-face 640 x 480 frame;
 - video: end-to-end frames/s of ``emoscope video`` (annotated mp4 written) on generated 640 x 480 videos
   with 1, 2 and 3 faces: the default model on torch and on the auto backend (int8 ONNX), the fast model;
 - memory: peak resident memory of ``emoscope video`` on a 1-minute and a 10-minute video (flat = streaming);
@@ -40,16 +42,25 @@ from machine import cpu_name
 from emoscope.samples import astronaut_bgr, group_photo
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("classifier", "detector", "video", "memory", "fer")
+SECTIONS = ("classifier", "detector", "photos", "video", "memory", "fer")
 
 
 def busy_training() -> list[str]:
-    """Command lines of running ``emoscope train`` processes (timings would be meaningless)."""
+    """Command lines of running ``emoscope train`` processes (timings would be meaningless). A run paused with
+    ``kill -STOP`` (resumed with ``kill -CONT``) uses no CPU and does not count."""
     try:
         out = subprocess.run(["pgrep", "-af", "emoscope train"], capture_output=True, text=True).stdout
     except FileNotFoundError:
         return []
-    return [line for line in out.splitlines() if "pgrep" not in line and str(os.getpid()) != line.split()[0]]
+    return [line for line in out.splitlines() if "pgrep" not in line and str(os.getpid()) != line.split()[0]
+            and not _stopped(line.split()[0])]
+
+
+def _stopped(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, IndexError):
+        return False
 
 
 def timeit(fn, min_time: float = 2.0, min_iters: int = 5) -> float:
@@ -176,6 +187,25 @@ def bench_detector(quick: bool) -> list[str]:
         sec = timeit(lambda d=det: d.detect(photo), 1.0 if quick else 3.0)
         rows.append(f"| {name} | {1000 * sec:.1f} | {len(det.detect(photo))} |")
         print(rows[-1], flush=True)
+    return rows
+
+
+def bench_photos(quick: bool) -> list[str]:
+    """What a still picture costs end to end with each TTA mode (what ``emoscope predict --tta`` changes)."""
+    from emoscope.recognizer import Recognizer
+
+    frame = detector_frame()
+    rows = ["| model | --tta | ms per picture (2 faces) | x the cost without TTA |", "|---|---|---:|---:|"]
+    for role in ("default", "fast"):
+        base = None
+        for tta in ("none", "flip", "crops"):
+            rec = Recognizer(weights=role, tta=tta)
+            assert len(rec.predict(frame)) == 2
+            sec = timeit(lambda r=rec: r.predict(frame), 1.0 if quick else 3.0)
+            base = base or sec
+            rows.append(f"| {role} ({rec.backend_name}) | {tta} | {1000 * sec:.1f} | {sec / base:.2f} |")
+            print(rows[-1], flush=True)
+    rows += ["", "The default detector (BlazeFace, auto backend); the same frame as the detector section."]
     return rows
 
 
@@ -352,7 +382,7 @@ def main() -> None:
     if busy:
         lines += ["**Warning: measured while a training run was using the CPU; numbers are pessimistic.**", ""]
     sections: dict[str, list[str]] = {}
-    titles = {"classifier": "Classifier throughput", "detector": "Face detectors",
+    titles = {"classifier": "Classifier throughput", "detector": "Face detectors", "photos": "Still pictures",
               "video": "End-to-end `emoscope video`", "memory": "Memory on long videos",
               "fer": "The `fer` package (for comparison)"}
     with tempfile.TemporaryDirectory() as td:
@@ -364,6 +394,8 @@ def main() -> None:
                 body = bench_classifier(args.quick, tuple(args.candidate), tmp, args.data)
             elif section == "detector":
                 body = bench_detector(args.quick)
+            elif section == "photos":
+                body = bench_photos(args.quick)
             elif section == "video":
                 body = bench_video(tmp, args.quick)
             elif section == "memory":

@@ -165,6 +165,7 @@ def test_missing_sources_are_error_rows_not_a_failed_run(media, tmp_path, capsys
         (["--margin", "-5"], "margin"),
         (["--detector", "nope"], "invalid choice"),
         (["--max-frames", "0"], "must be 1 or more"),
+        (["--balance", "3"], "balance must be a number from 0"),
     ],
 )
 def test_cli_refuses_bad_options(media, tmp_path, capsys, argv, message):
@@ -191,6 +192,19 @@ def test_output_folder_refusals(media, tmp_path, capsys):
     B.run_batch([media / "a.jpg"], out, B.BatchOptions(**WHOLE), progress=False)
     with pytest.raises(B.BatchError, match="other options"):  # a resume must not mix settings
         B.run_batch([media / "a.jpg"], out, B.BatchOptions(fps=2.0, **WHOLE), progress=False)
+
+
+def test_balance_is_a_recorded_option_and_old_folders_read_as_trained(media, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    B.run_batch([media / "a.jpg"], out, B.BatchOptions(**WHOLE), progress=False)
+    with pytest.raises(B.BatchError, match="balance: 0.0 -> 1.0"):  # a resume must not mix readings
+        B.run_batch([media / "a.jpg"], out, B.BatchOptions(balance=1.0, **WHOLE), progress=False)
+    recorded = json.loads((out / B.OPTIONS_FILE).read_text())
+    del recorded["balance"]  # a folder written before --balance existed
+    (out / B.OPTIONS_FILE).write_text(json.dumps(recorded))
+    B.run_batch([media / "a.jpg"], out, B.BatchOptions(**WHOLE), progress=False)  # resumes: it read as trained
 
 
 def test_progress_bar_shows_rate_and_eta(tmp_path, capsys):

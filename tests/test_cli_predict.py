@@ -47,6 +47,32 @@ def test_example_table(capsys):
     assert "faces per emotion:" in out
 
 
+def test_balance_reads_every_emotion_as_equally_likely(capsys):
+    """--balance alone is balance 1: disgust (1.5 % of FER-2013 Training) rises, happy (25 %) falls."""
+    assert main(["predict", "--example", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)["results"][0]["faces"][0]["probs"]
+    assert main(["predict", "--example", "--json", "--balance"]) == 0
+    balanced = json.loads(capsys.readouterr().out)["results"][0]["faces"][0]["probs"]
+    assert balanced["disgust"] > plain["disgust"] and balanced["happy"] < plain["happy"]
+    assert sum(balanced.values()) == pytest.approx(1, abs=1e-3)
+
+
+def test_still_pictures_are_read_with_crops_tta_unless_told(capsys):
+    """predict's default is the 12-view TTA (run 9 of benchmarks/V4.md); --tta none is the plain reading."""
+    from emoscope import Recognizer
+    from emoscope.samples import astronaut_bgr
+
+    assert main(["predict", "--example", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["tta"] == "crops" and doc["summary"]["balance"] == 0
+    assert main(["predict", "--example", "--json", "--tta", "none"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["summary"]["tta"] == "none"
+    expected = Recognizer(tta="crops").predict(astronaut_bgr())[0].probs
+    got = doc["results"][0]["faces"][0]["probs"]
+    assert got == pytest.approx(expected, abs=1e-3) and got != plain["results"][0]["faces"][0]["probs"]
+
+
 def test_folder_json(pictures, capsys):
     assert main(["predict", str(pictures / "good"), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -109,6 +135,8 @@ def test_nothing_readable_is_an_error(pictures, tmp_path, capsys):
     (["--detector", "magic"], "invalid choice: 'magic'"),
     (["--backend", "tensorflow"], "invalid choice: 'tensorflow'"),
     (["--tta", "more"], "invalid choice: 'more'"),
+    (["--balance", "2"], "balance must be a number from 0"),
+    (["--balance", "lots"], "--balance: want a number"),
 ])
 def test_bad_arguments_are_one_line_errors(args, message, capsys):
     """Issue 25 item 7: --batch 0 and --margin -5 gave tracebacks, --batch -1 did nothing."""

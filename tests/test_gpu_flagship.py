@@ -478,21 +478,21 @@ def test_a_soup_checkpoint_installs_like_a_run(tmp_path, monkeypatch):
     assert (tmp_path / "soup" / "history.json").is_file()
 
 
-def test_the_prior_reading_divides_out_training_class_frequencies():
+def test_generalisation_variants_read_through_the_products_options():
+    """balance=T (and its old name prior=T) and tta= build the product's Recognizer(balance=, tta=), same file."""
     generalisation = load_benchmark("generalisation")
-
-    class Fixed:  # a classifier that always says 60 % happy, 40 % disgust
-        classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-
-        def classify(self, crops):
-            return np.tile(np.array([0, 0.4, 0, 0.6, 0, 0, 0], np.float32), (len(crops), 1))
-
-    prior = np.array([0.14, 0.015, 0.14, 0.25, 0.17, 0.11, 0.17])
-    has_face = np.array([True, False])
-    crops = np.zeros((2, 48, 48), np.uint8)
-    assert generalisation.emoscope_predictions(Fixed(), crops, has_face).tolist() == [3, -1]
-    assert generalisation.emoscope_predictions(Fixed(), crops, has_face, prior, 0.0).tolist() == [3, -1]
-    assert generalisation.emoscope_predictions(Fixed(), crops, has_face, prior, 1.0).tolist() == [1, -1]
+    assert generalisation.parse_variant("prior=1,margin=0.2") == {"balance": "1", "margin": "0.2"}
+    assert generalisation.parse_variant("tta=crops") == {"tta": "crops"}
+    with pytest.raises(SystemExit, match="bad variant part"):
+        generalisation.parse_variant("tempo=2")
+    rec = generalisation.Recognizer(weights="fast", detector="none", backend="onnx")
+    assert generalisation.variant_recognizer(rec, {}) is rec
+    balanced = generalisation.variant_recognizer(rec, {"balance": "1", "tta": "flip"})
+    assert (balanced.balance, balanced.tta, balanced.backend.path) == (1.0, "flip", rec.backend.path)
+    crops = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    has_face = np.array([True] * 7 + [False])
+    pred = generalisation.emoscope_predictions(balanced, crops, has_face)
+    assert pred[-1] == -1 and pred[:-1].tolist() == balanced.classify(crops[:-1]).argmax(1).tolist()
 
 
 def test_the_model_card_lists_cross_dataset_rows_and_recalls(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -152,16 +153,22 @@ def test_onnx_matches_torch(onnx_copy, rec, bgr):
     assert len(r_onnx.predict(tiled)) >= 1
 
 
-def test_onnx_numpy_fast_path_equals_the_shared_torch_path(onnx_copy):
-    from emoscope.evaluation import predict_proba
+@pytest.mark.parametrize("tta", ["none", "flip", "crops"])
+def test_onnx_numpy_fast_path_equals_the_shared_torch_path(onnx_copy, tta):
+    """The ONNX path's NumPy/OpenCV preprocessing and TTA views give what evaluation's torch path gives."""
+    from emoscope.evaluation import predict_proba, tta_views, tta_views_numpy
 
     _, onnx_path = onnx_copy
-    rec = Recognizer(weights=onnx_path, detector=None, batch_size=7)
+    rec = Recognizer(weights=onnx_path, detector=None, batch_size=7, tta=tta)
     crops = np.random.default_rng(3).integers(0, 256, (20, 48, 48), dtype=np.uint8)
     fast = rec.classify(crops)  # numpy preprocessing, no torch
-    shared = predict_proba(rec.backend, crops, batch_size=7)  # the torch preprocessing used by evaluation
+    shared = predict_proba(rec.backend, crops, batch_size=7, tta=tta)  # the torch path used by evaluation
     assert fast.shape == (20, 7) and np.allclose(fast.sum(1), 1, atol=1e-5)
     assert np.abs(fast - shared).max() < 1e-5
+    x = crops.astype(np.float32) / 255
+    views, reference = tta_views_numpy(x, tta, 44), tta_views(torch.from_numpy(x)[:, None], tta, 44)
+    assert len(views) == len(reference) == {"none": 1, "flip": 2, "crops": 12}[tta]
+    assert all(np.abs(v - r[:, 0].numpy()).max() < 1e-5 for v, r in zip(views, reference))
     big = np.random.default_rng(4).integers(0, 256, (3, 64, 64), dtype=np.uint8)  # not at input size: shared path
     assert rec.classify(big).shape == (3, 7)
 
@@ -276,6 +283,10 @@ def test_bad_arrays_and_types():
     ({"threads": 0}, "threads must be a whole number"),
     ({"min_face": -3}, "min_face must be"),
     ({"color": "hsv"}, "color must be 'bgr' or 'rgb'"),
+    ({"balance": 1.5}, "balance must be a number from 0"),
+    ({"balance": -0.1}, "balance must be a number from 0"),
+    ({"balance": float("nan")}, "balance must be a number"),
+    ({"balance": "1"}, "balance must be a number"),
 ])
 def test_bad_arguments_fail_early_and_clearly(kwargs, message, monkeypatch):
     """Issue 25 item 7: Recognizer(margin=-1) and Recognizer(batch_size=0) failed late with raw errors."""
@@ -340,10 +351,90 @@ def test_classify_any_array_gives_probabilities_or_a_clear_error(rec, crops):
     "batch_size": st.one_of(st.integers(-2, 300), st.floats(allow_nan=True)),
     "threads": st.one_of(st.none(), st.integers(-2, 8)),
     "min_face": st.one_of(st.integers(-5, 40), st.floats(allow_nan=True)),
+    "balance": st.one_of(st.floats(allow_nan=True), st.integers(-1, 2)),
 }))
 def test_check_options_accepts_or_names_the_option(kwargs):
     try:
         check_options(**kwargs)
     except InvalidArgumentError as exc:
         assert any(name in str(exc) for name in ("backend", "detector", "tta", "margin", "color", "batch_size",
-                                                  "threads", "min_face"))
+                                                  "threads", "min_face", "balance"))
+
+
+# ------------------------------------------------------------------------------ balance: the prior divided out
+def _unbalanced_run(tmp_path: Path) -> Path:
+    """A tiny model trained on toy faces whose classes are unevenly common (happy 5x disgust)."""
+    from emoscope.datasets import FaceSet
+    from emoscope.training import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    per_class = [10, 4, 10, 20, 10, 8, 12]
+    imgs, labels = [], []
+    for c, n in enumerate(per_class):
+        for _ in range(n):
+            img = rng.integers(0, 60, (48, 48)).astype(np.uint8)
+            img[4 + 6 * c : 8 + 6 * c, 6:42] = 230
+            imgs.append(img)
+            labels.append(c)
+    faces = FaceSet(np.stack(imgs), np.array(labels), ["train"] * len(labels), [f"t{i}" for i in labels])
+    cfg = TrainConfig.from_dict(dict(model="emovgg_s", model_kwargs={"width": 8}, epochs=1, batch_size=32,
+                                     augment=False, bf16=False, out_dir=str(tmp_path / "run"), threads=1))
+    train(cfg, faces, faces, progress=False)
+    return tmp_path / "run" / "best.pt"
+
+
+def test_balance_divides_out_the_training_class_frequencies_on_every_backend(tmp_path):
+    pt = _unbalanced_run(tmp_path)
+    counts = dict(zip(EMOTIONS, [10, 4, 10, 20, 10, 8, 12]))
+    export_onnx(pt, pt.with_suffix(".onnx"))
+    assert json.loads(read_onnx_metadata(pt.with_suffix(".onnx"))["class_counts"]) == counts
+    crops = np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    freq = np.array([counts[c] for c in EMOTIONS], float) / sum(counts.values())
+    for backend in ("torch", "onnx"):
+        plain = Recognizer(weights=pt, detector=None, backend=backend)
+        assert plain.class_counts() == counts
+        p = plain.classify(crops)
+        for t in (0.5, 1.0):
+            expected = p / freq**t
+            expected /= expected.sum(1, keepdims=True)
+            got = Recognizer(weights=pt, detector=None, backend=backend, balance=t).classify(crops)
+            assert np.allclose(got, expected, atol=1e-5) and got.dtype == np.float32
+        assert np.array_equal(Recognizer(weights=pt, detector=None, backend=backend, balance=0).classify(crops), p)
+    # TTA and balance together: the TTA average, then the division
+    tta = Recognizer(weights=pt, detector=None, backend="torch", tta="flip")
+    both = Recognizer(weights=pt, detector=None, backend="torch", tta="flip", balance=1)
+    expected = tta.classify(crops) / freq
+    assert np.allclose(both.classify(crops), expected / expected.sum(1, keepdims=True), atol=1e-5)
+
+
+def test_balance_needs_recorded_class_counts_and_says_so(tmp_path):
+    import torch
+
+    pt = _unbalanced_run(tmp_path)
+    old = tmp_path / "old.pt"
+    ck = torch.load(pt, weights_only=True)
+    ck.pop("class_counts")  # a checkpoint from before training recorded them
+    torch.save(ck, old)
+    assert Recognizer(weights=old, detector=None, backend="torch").class_counts() is None
+    with pytest.raises(InvalidArgumentError, match="old.pt does not record them; retrain"):
+        Recognizer(weights=old, detector=None, backend="torch", balance=1)
+    ck["class_counts"] = dict(zip(EMOTIONS, [3, 0, 3, 3, 3, 3, 3]))
+    torch.save(ck, old)
+    with pytest.raises(InvalidArgumentError, match="no training faces of disgust"):
+        Recognizer(weights=old, detector=None, backend="torch", balance=0.5)
+
+
+def test_shipped_models_know_their_training_class_counts_and_copies_do_not(tmp_path):
+    from emoscope.weights import shipped_class_counts, shipped_weights
+
+    for role in ("default", "fast"):
+        pt = shipped_weights(role)
+        for path in (pt, pt.with_suffix(".onnx"), pt.with_name(pt.stem + ".int8.onnx")):
+            counts = shipped_class_counts(path)
+            assert list(counts) == list(EMOTIONS) and counts["disgust"] < counts["happy"]
+        balanced = Recognizer(weights=role, detector=None, balance=1)
+        assert balanced.class_counts() == shipped_class_counts(pt)
+        assert "balance=1" in repr(balanced)
+    copy = tmp_path / "emovgg_t_fer2013.pt"
+    shutil.copy(shipped_weights("fast"), copy)
+    assert shipped_class_counts(copy) is None  # only the files in the weights folder are the shipped ones

@@ -68,3 +68,16 @@ def test_privatetest_accuracy_matches_the_card(name):
     card = json.loads(shipped_weights(name).with_suffix(".metrics.json").read_text())
     assert m["accuracy"] == pytest.approx(card["PrivateTest"]["none"]["accuracy"], abs=0.003)
     assert m["accuracy"] > EXPECTED[name][2]  # the `fer` package's model scores 65.9 % (benchmarks/SPEED.md)
+
+
+def test_class_counts_are_fer2013_trainings_labels():
+    """``--balance`` divides out these counts: they must be the labels both shipped models learnt from."""
+    from emoscope.datasets import load_dataset
+    from emoscope.weights import CLASS_COUNTS_FILE
+
+    table = json.loads(CLASS_COUNTS_FILE.read_text())
+    assert set(table) == set(SHIPPED_MODELS.values())
+    training = load_dataset(dataset_or_skip("fer2013")).split("Training")
+    for entry in table.values():
+        assert entry["counts"] == training.class_counts()
+        assert entry["command"].startswith("python benchmarks/class_counts.py")

@@ -77,14 +77,16 @@ class BatchOptions:
     fps: float | None = None
     max_frames: int | None = None
     threads: int | None = None
+    balance: float = 0.0
 
     def __post_init__(self) -> None:
         from .recognizer import check_options
 
         if isinstance(self.detector, str) and self.detector.lower() == "none":
             object.__setattr__(self, "detector", None)  # one spelling, so a resume compares equal
+        # the recognizer's one validation path, before any model loads
         check_options(backend=self.backend, detector=self.detector, tta=self.tta, margin=self.margin,
-                      threads=self.threads)  # the recognizer's one validation path, before any model loads
+                      threads=self.threads, balance=self.balance)
         if self.every is not None and self.fps is not None:
             raise BatchError("give --every or --fps, not both")
         if self.every is not None and self.every < 1:
@@ -104,7 +106,7 @@ class BatchOptions:
         from .recognizer import Recognizer
 
         return Recognizer(weights=self.weights, detector=self.detector, backend=self.backend, tta=self.tta,
-                          margin=self.margin, threads=self.threads)
+                          margin=self.margin, threads=self.threads, balance=self.balance)
 
 
 # ------------------------------------------------------------------------------------------------ schema
@@ -336,6 +338,7 @@ def prepare_output(out_dir: str | os.PathLike, options: BatchOptions) -> tuple[P
             before = json.loads(opt_path.read_text())
         except (OSError, ValueError) as exc:
             raise BatchError(f"{opt_path}: unreadable ({exc}); remove it or use another --out") from None
+        before.setdefault("balance", 0.0)  # folders written before --balance existed read as trained
         if before != recorded:
             diff = ", ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in recorded.items() if before.get(k) != v)
             raise BatchError(f"{out} holds results made with other options ({diff}); rerun with the same options "

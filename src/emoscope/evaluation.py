@@ -27,6 +27,25 @@ def tta_views(x: torch.Tensor, tta: str, crop: int) -> list[torch.Tensor]:
     return views
 
 
+def tta_views_numpy(x: np.ndarray, tta: str, crop: int) -> list[np.ndarray]:
+    """:func:`tta_views` for float32 N x S x S arrays, in NumPy and OpenCV (the ONNX Runtime path stays out of
+    torch: torch's OpenMP threads starve ONNX Runtime's pool on few cores). OpenCV's bilinear resize maps pixel
+    centres as torch's ``align_corners=False`` does; a test holds the two paths equal."""
+    import cv2
+
+    if tta == "none":
+        return [x]
+    views = [x, x[..., ::-1]]
+    if tta == "crops":
+        s = x.shape[-1]
+        c = min(crop, s)
+        for top, left in [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)]:
+            v = np.stack([cv2.resize(np.ascontiguousarray(im[top : top + c, left : left + c]), (s, s),
+                                     interpolation=cv2.INTER_LINEAR) for im in x]) if c != s else x
+            views += [v, v[..., ::-1]]
+    return views
+
+
 @torch.no_grad()
 def predict_proba(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor],

@@ -6,8 +6,8 @@ output ``logits`` N x classes. Preprocessing stays in Python so that one functio
 two can never drift apart. The batch dimension is dynamic.
 
 The model's description travels in the ONNX metadata (``classes`` as JSON, ``input_size``, ``in_chans``,
-``model_name``, ``source_sha256`` of the .pt file), so a Recognizer can load the .onnx alone and can tell when
-it is stale (the .pt was replaced after the export).
+``model_name``, ``source_sha256`` of the .pt file, ``class_counts`` of its training labels when recorded), so a
+Recognizer can load the .onnx alone and can tell when it is stale (the .pt was replaced after the export).
 
 int8: :func:`quantize_int8` writes a static QDQ model calibrated on real faces (ONNX Runtime uses AMX/VNNI
 int8 kernels where the CPU has them). Keep it only if it costs <= 0.5 points of accuracy; measure with
@@ -69,7 +69,8 @@ def export_onnx(weights_path: str | Path | None = None, onnx_path: str | Path | 
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
         )
     m = onnx.load(str(tmp))
-    _set_metadata(m, {
+    counts = {"class_counts": json.dumps(meta["class_counts"])} if meta.get("class_counts") else {}
+    _set_metadata(m, {**counts,
         "classes": json.dumps(list(meta["classes"])),
         "input_size": str(meta["input_size"]),
         "in_chans": str(meta["in_chans"]),

@@ -19,9 +19,18 @@ such a strip, and searching it took minutes (an 8 x 2,000,000 array: 70 s). Big 
 most :data:`~emoscope.faces.MAX_TILES` tiles. Every option is checked once, by :func:`check_options`, before
 anything loads; a bad value raises :class:`~emoscope.errors.InvalidArgumentError` naming it.
 
+**Balanced reading.** A classifier learns how common each emotion was in its training data (FER-2013: happy 25 %,
+disgust 1.5 %). ``balance=1`` divides each face's probabilities by those training frequencies and renormalises,
+so every emotion counts as equally likely (logit adjustment, Menon et al. 2021); values between 0 and 1 go part
+of the way. Use it where emotions are about equally common, as in posed studies; keep 0 (the default) for
+everyday photos, whose emotions are as unevenly spread as FER-2013's. ``benchmarks/CROSS_DATASET_BALANCE.md``
+measures both. The counts come from the checkpoint (``class_counts``, recorded by training) or, for the shipped
+models, ``weights/class_counts.json``.
+
 Backends: ``"torch"`` (the .pt checkpoint), ``"onnx"`` (ONNX Runtime fp32), ``"onnx-int8"`` (the quantised file,
 if one was kept) and ``"auto"``: ONNX Runtime when it is installed and an up-to-date .onnx of the weights exists
-(its recorded SHA-256 of the .pt matches), else torch. Preprocessing is the same Python code for all of them.
+(its recorded SHA-256 of the .pt matches), else torch. Preprocessing and TTA views are the same arithmetic for all
+of them: torch's (:mod:`emoscope.evaluation`), and for ONNX Runtime a NumPy copy that a test holds equal to it.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import numpy as np
 import torch
 
 from .errors import EmoscopeError, InvalidArgumentError
-from .evaluation import TTA_MODES, predict_proba
+from .evaluation import TTA_MODES, predict_proba, tta_views_numpy
 from .export import file_sha256, read_onnx_metadata
 from .faces import DETECTORS, Detection, FaceDetector, crop_faces, default_margin, detect_many, get_detector
 from .imaging import (
@@ -84,6 +93,7 @@ def check_options(
     batch_size: int = 64,
     threads: int | None = None,
     min_face: int = 12,
+    balance: float = 0.0,
 ) -> None:
     """Check a :class:`Recognizer`'s options before anything loads; raise :class:`InvalidArgumentError`
     naming the first bad one. The one validation path for the library and the CLI (``cli/options.py``)."""
@@ -108,6 +118,9 @@ def check_options(
                                    f"got {threads!r}")
     if not (_is_real(min_face) and min_face >= 0):
         raise InvalidArgumentError(f"min_face must be a number of pixels, at least 0, got {min_face!r}")
+    if not (_is_real(balance) and 0 <= balance <= 1):
+        raise InvalidArgumentError(f"balance must be a number from 0 (probabilities as trained) to 1 (every emotion "
+                                   f"equally likely), got {balance!r}")
 
 
 def _round(v: float, digits: int) -> float:
@@ -226,6 +239,7 @@ class _TorchBackend:
     name = "torch"
 
     def __init__(self, weights: Path) -> None:
+        self.path = weights
         self.model, self.meta = load_model(weights)
         self.model = self.model.float().eval()
 
@@ -249,6 +263,7 @@ class _OnnxBackend:
             "in_chans": int(meta.get("in_chans", 1)),
             "model_name": meta.get("model_name", "?"),
             "source_sha256": meta.get("source_sha256"),
+            "class_counts": json.loads(meta["class_counts"]) if "class_counts" in meta else None,
         }
         if meta.get("quantized"):
             self.name = "onnx-int8"
@@ -262,22 +277,27 @@ class _OnnxBackend:
         arr = np.ascontiguousarray(x.float().numpy())
         return torch.from_numpy(self.sess.run(None, {"input": arr})[0])
 
-    def proba_uint8(self, crops: np.ndarray, batch_size: int) -> np.ndarray:
-        """Probabilities for uint8 crops already at the input size, without TTA, in numpy only.
+    def proba_uint8(self, crops: np.ndarray, batch_size: int, tta: str = "none", crop: int = 44) -> np.ndarray:
+        """Probabilities for uint8 crops already at the input size, in numpy only; TTA views go through the
+        network in one call per batch and their probabilities are averaged.
 
-        The same arithmetic as ``preprocess.to_unit`` + ``normalize`` and a softmax. Staying out of torch matters
-        on few cores: torch's OpenMP threads keep spinning after each parallel op and starve ONNX Runtime's own
-        thread pool (measured on 2 cores: 2,300 -> 4,700 crops/s at batch 64 for the fast model).
+        The same arithmetic as ``preprocess.to_unit`` + ``normalize``, ``evaluation.tta_views`` and a softmax.
+        Staying out of torch matters on few cores: torch's OpenMP threads keep spinning after each parallel op and
+        starve ONNX Runtime's own thread pool (measured on 2 cores: 2,300 -> 4,700 crops/s at batch 64 for the
+        fast model; ``--tta crops`` on a two-face photo, default model: 124 -> 48-60 ms, ``SPEED_PHOTOS.md``).
         """
         out = []
-        for i in range(0, len(crops), batch_size):
-            x = crops[i : i + batch_size, None].astype(np.float32) / np.float32(255.0)
-            x = (x - np.float32(MEAN)) / np.float32(STD)
+        step = max(1, batch_size // {"none": 1, "flip": 2, "crops": 12}[tta])  # at most ~batch_size views a call
+        for i in range(0, len(crops), step):
+            x = crops[i : i + step].astype(np.float32) / np.float32(255.0)
+            views = tta_views_numpy(x, tta, crop)
+            x = (np.concatenate(views)[:, None] - np.float32(MEAN)) / np.float32(STD)
             if self.meta["in_chans"] != 1:
                 x = np.repeat(x, self.meta["in_chans"], axis=1)
-            logits = self.sess.run(None, {"input": x})[0]
+            logits = self.sess.run(None, {"input": np.ascontiguousarray(x)})[0]
             e = np.exp(logits - logits.max(1, keepdims=True))
-            out.append(e / e.sum(1, keepdims=True))
+            probs = e / e.sum(1, keepdims=True)
+            out.append(probs.reshape(len(views), -1, probs.shape[1]).mean(0))
         return np.concatenate(out).astype(np.float32)
 
 
@@ -301,6 +321,7 @@ class Recognizer:
     a :class:`FaceDetector`, or ``None`` to treat the whole picture as one face crop (centre square).
     ``margin``: crop margin around the face box (fraction of its side); default depends on the detector.
     ``tta``: ``none``, ``flip`` or ``crops`` (see :mod:`emoscope.evaluation`).
+    ``balance``: 0 to 1, how far to divide out the training data's class frequencies (see the module doc).
     """
 
     def __init__(
@@ -314,8 +335,9 @@ class Recognizer:
         batch_size: int = 64,
         threads: int | None = None,
         min_face: int = 12,
+        balance: float = 0.0,
     ) -> None:
-        check_options(backend, detector, tta, margin, color, batch_size, threads, min_face)
+        check_options(backend, detector, tta, margin, color, batch_size, threads, min_face, balance)
         self.backend = self._load_backend(weights, backend, threads)
         self.classes: tuple[str, ...] = tuple(self.backend.meta["classes"])
         self.input_size = int(self.backend.meta["input_size"])
@@ -325,6 +347,8 @@ class Recognizer:
         dname = "none" if self.detector is None else getattr(self.detector, "name", "")
         self.margin = margin if margin is not None else default_margin(dname)
         self.tta, self.color, self.batch_size, self.min_face = tta, color, batch_size, min_face
+        self.balance = float(balance)
+        self._reweight = self._balance_weights(self.balance) if self.balance else None
 
     @staticmethod
     def _load_backend(weights: str | Path | None, backend: str, threads: int | None):
@@ -356,6 +380,27 @@ class Recognizer:
                         return _OnnxBackend(path, threads)
         return _TorchBackend(pt)
 
+    def class_counts(self) -> dict[str, int] | None:
+        """How many training labels each class had (the prior the model learnt), or None if not recorded."""
+        from .weights import shipped_class_counts
+
+        counts = self.backend.meta.get("class_counts")
+        return dict(counts) if counts else shipped_class_counts(self.backend.path)
+
+    def _balance_weights(self, power: float) -> np.ndarray:
+        """Per-class factors (training frequency ** -power), in the model's class order."""
+        counts = self.class_counts()
+        if counts is None:
+            raise InvalidArgumentError(
+                f"balance needs the training data's class counts, and {self.backend.path.name} does not record "
+                "them; retrain the model with this version of emoscope (training records them) or use balance=0")
+        missing = [c for c in self.classes if counts.get(c, 0) <= 0]
+        if missing:
+            raise InvalidArgumentError(f"balance: {self.backend.path.name} had no training faces of "
+                                       f"{', '.join(missing)}, so their frequency cannot be divided out")
+        freq = np.array([counts[c] for c in self.classes], np.float64)
+        return (freq / freq.sum()) ** -power
+
     @property
     def backend_name(self) -> str:
         return self.backend.name
@@ -375,11 +420,16 @@ class Recognizer:
         if min(crops.shape[1:]) < 1:
             raise ImageShapeError(f"crops of shape {crops.shape} have no pixels")
         crops = to_uint8(crops)
-        if isinstance(self.backend, _OnnxBackend) and self.tta == "none" and crops.shape[1:] == (self.input_size,) * 2:
-            return self.backend.proba_uint8(crops, self.batch_size)
-        return predict_proba(self.backend, crops, batch_size=self.batch_size, tta=self.tta,
-                             input_size=self.input_size, in_chans=self.in_chans,
-                             crop=round(self.input_size * 44 / 48))
+        crop = round(self.input_size * 44 / 48)
+        if isinstance(self.backend, _OnnxBackend) and crops.shape[1:] == (self.input_size,) * 2:
+            probs = self.backend.proba_uint8(crops, self.batch_size, self.tta, crop)
+        else:
+            probs = predict_proba(self.backend, crops, batch_size=self.batch_size, tta=self.tta,
+                                  input_size=self.input_size, in_chans=self.in_chans, crop=crop)
+        if self._reweight is None:
+            return probs
+        probs = probs * self._reweight
+        return (probs / probs.sum(1, keepdims=True)).astype(np.float32)
 
     # -- pictures -------------------------------------------------------------------------------------------
     def detect(self, image: np.ndarray, color: str = "bgr") -> list[Detection]:
@@ -456,4 +506,6 @@ class Recognizer:
 
     def __repr__(self) -> str:
         det = "none" if self.detector is None else getattr(self.detector, "name", type(self.detector).__name__)
-        return f"Recognizer(backend={self.backend_name!r}, detector={det!r}, tta={self.tta!r}, margin={self.margin})"
+        balance = f", balance={self.balance:g}" if self.balance else ""
+        return (f"Recognizer(backend={self.backend_name!r}, detector={det!r}, tta={self.tta!r}, margin={self.margin}"
+                f"{balance})")

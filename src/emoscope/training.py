@@ -407,7 +407,8 @@ def prepare_run(cfg: TrainConfig, train_set: FaceSet, targets: np.ndarray | None
     soft = blend_targets(cfg, train_set.labels, len(classes), targets)
     run = Run(cfg=cfg, out=out, dist=dist, device=device, info=info, classes=classes, model=model, net=model,
               ema=ema, opt=opt, sched=sched, per_batch=per_batch, steps_per_epoch=steps, epochs=cfg.epochs,
-              meta=model_meta(cfg.model, classes, **cfg.model_kwargs),
+              # class_counts: the prior the model learns, which Recognizer(balance=...) can divide out
+              meta={**model_meta(cfg.model, classes, **cfg.model_kwargs), "class_counts": train_set.class_counts()},
               images=torch.from_numpy(train_set.images).to(device),
               labels=torch.from_numpy(train_set.labels).to(device),
               soft=soft.to(device) if soft is not None else None, loss_weights=weights, teacher=teacher)

@@ -19,7 +19,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     kw = recognizer_kwargs(args)
     options = BatchOptions(weights=kw["weights"], detector=kw["detector"], backend=kw["backend"],
                            tta=kw.get("tta", "none"), margin=kw.get("margin"), every=args.every, fps=args.fps,
-                           max_frames=args.max_frames, threads=kw.get("threads"))
+                           max_frames=args.max_frames, threads=kw.get("threads"),
+                           balance=kw.get("balance", 0.0))
     try:
         report = run_batch(args.sources, args.out, options, engine=args.engine, workers=args.workers,
                            address=args.address, chunk_size=args.chunk_size,

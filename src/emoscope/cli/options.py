@@ -1,7 +1,7 @@
 """The recognizer's command-line options, declared once for every command that recognises faces.
 
-``add_recognizer_options(parser)`` adds ``--weights``, ``--backend``, ``--detector``, ``--tta``, ``--margin``
-(and, on request, ``--no-detect`` and ``--threads``); ``recognizer_from_args(args)`` builds the
+``add_recognizer_options(parser)`` adds ``--weights``, ``--backend``, ``--detector``, ``--tta``, ``--margin``,
+``--balance`` (and, on request, ``--no-detect`` and ``--threads``); ``recognizer_from_args(args)`` builds the
 :class:`~emoscope.recognizer.Recognizer` from them. The choices come from the library
 (``recognizer.BACKENDS``, ``recognizer.DETECTOR_CHOICES``, ``evaluation.TTA_MODES``), read only when a command
 line is parsed or help is shown, so building the parser does not import torch. Values are checked by the
@@ -105,6 +105,10 @@ def add_recognizer_options(
         g.add_argument("--margin", type=finite_float, metavar="FRACTION",
                        help="face crop margin, a fraction of the face box side added on each side, 0 to 1 "
                             "(default: per detector, 0.1)")
+    g.add_argument("--balance", type=finite_float, nargs="?", const=1.0, metavar="T",
+                   help="read every emotion as equally likely: divide the probabilities by the model's training "
+                        "class frequencies to the power T, 0 to 1 (--balance alone: 1). For posed or balanced "
+                        "sets; everyday photos are better read as trained (default: 0)")
     if no_detect:
         g.add_argument("--no-detect", action="store_true",
                        help="pictures are face crops already: classify each whole (same as --detector none)")
@@ -118,7 +122,7 @@ def recognizer_kwargs(args: argparse.Namespace, **overrides: Any) -> dict[str, A
                           "detector": getattr(args, "detector", "auto")}
     if getattr(args, "no_detect", False):
         kw["detector"] = None
-    for name in ("tta", "margin", "threads"):
+    for name in ("tta", "margin", "threads", "balance"):
         if getattr(args, name, None) is not None:
             kw[name] = getattr(args, name)
     kw.update(overrides)

@@ -141,6 +141,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "pictures": n_ok, "failed": n_fail, "no_face": n_noface, "faces": sum(counts.values()),
         "emotions": {c: counts.get(c, 0) for c in rec.classes},
         "backend": rec.backend_name, "detector": "none" if rec.detector is None else rec.detector.name,
+        "tta": rec.tta, "balance": rec.balance,
     }
     if args.json:
         doc = {"results": [_json_entry(r) for r in results], "summary": summary}
@@ -213,7 +214,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     fmt.add_argument("--csv", action="store_true", help="print CSV rows (one per face) instead of a table")
     p.add_argument("--annotate", metavar="OUTDIR", help="write each picture with boxes, labels and bars here")
-    add_recognizer_options(p, no_detect=True)
+    # still pictures are read with 12-view TTA: more accurate on every set measured (benchmarks/V4.md, run 9) at
+    # about 40 ms more per two-face photo; video, webcam, batch and the web app stay without (time-bound)
+    add_recognizer_options(p, tta="crops", no_detect=True)
     p.add_argument("--batch", type=positive_int, default=16, metavar="N",
                    help="pictures decoded and recognised together (default 16)")
     p.add_argument("--no-recursive", action="store_true", help="do not search sub-folders")

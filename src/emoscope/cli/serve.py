@@ -37,6 +37,7 @@ def settings_from_args(args: argparse.Namespace):  # -> ServerSettings
         detector=rec["detector"],
         backend=rec["backend"],
         tta=rec.get("tta", "none"),
+        balance=rec.get("balance", 0.0),
     )
     try:
         s.check()

@@ -75,7 +75,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
         st.inference.recognizer = await run_in_threadpool(
             lambda: one_thread_each(Recognizer(weights=s.weights, detector=s.detector, backend=s.backend, tta=s.tta,
-                                               threads=1))
+                                               threads=1, balance=s.balance))
         )  # fmt: skip
     pruner = asyncio.get_running_loop().create_task(_prune_forever(st.mood))
     try:

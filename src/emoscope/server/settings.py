@@ -56,6 +56,7 @@ class ServerSettings:
     detector: str = "auto"
     backend: str = "auto"
     tta: str = "none"
+    balance: float = 0.0  # Recognizer(balance=...): divide out the training class frequencies
     max_batch: int = 8
 
     @property

@@ -44,3 +44,20 @@ def resolve_weights(weights: str | Path | None) -> Path:
     if isinstance(weights, str) and weights in SHIPPED_MODELS:
         return shipped_weights(weights)
     return Path(weights)
+
+
+#: Training-label counts of the shipped models (written by ``benchmarks/class_counts.py``): the prior each learnt.
+CLASS_COUNTS_FILE = WEIGHTS_DIR / "class_counts.json"
+
+
+def shipped_class_counts(path: str | Path) -> dict[str, int] | None:
+    """How many training labels each class had, for a shipped model file (its .pt, .onnx or .int8.onnx), from
+    ``class_counts.json``; None for any other file (a model trained here records them in its checkpoint)."""
+    import json
+
+    path = Path(path)
+    if path.parent.resolve() != WEIGHTS_DIR.resolve() or not CLASS_COUNTS_FILE.is_file():
+        return None
+    stem = path.name.split(".")[0]
+    entry = json.loads(CLASS_COUNTS_FILE.read_text(encoding="utf-8")).get(stem)
+    return dict(entry["counts"]) if entry else None
