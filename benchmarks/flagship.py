@@ -75,7 +75,8 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
     if cfg.get("ema_decay"):  # validated and saved a moving average of the weights
         params["ema_decay"] = cfg["ema_decay"]
     if cfg.get("teacher"):
-        params["teacher"] = Path(cfg["teacher"]).name
+        teachers = [cfg["teacher"]] if isinstance(cfg["teacher"], str) else cfg["teacher"]
+        params["teacher"] = ", ".join(Path(t).name for t in teachers)
     if cfg.get("soft_targets"):  # blended annotators' vote shares into the training targets
         params |= {"soft_targets": cfg["soft_targets"], "soft_target_weight": cfg["soft_target_weight"]}
     if plan.get("device"):  # trained by benchmarks/gpu_flagship.py: say on which GPU

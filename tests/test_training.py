@@ -154,6 +154,30 @@ def test_distilled_student_learns_from_its_teacher(tmp_path):
         train(tiny_cfg(tmp_path / "bad", teacher=str(teacher)), six, None, progress=False)
 
 
+def test_an_ensemble_teacher_averages_its_members_logits(tmp_path):
+    """teacher: [a, b] distils from the mean of two teachers' logits; each member is checked like one teacher."""
+    from emoscope.models.checkpoint import load_model
+    from emoscope.training import TeacherEnsemble, load_teacher
+
+    faces = toy_faces(6)
+    for name, seed in (("a", 0), ("b", 1)):
+        train(tiny_cfg(tmp_path / name, epochs=2, seed=seed), faces, faces, progress=False)
+    paths = [str(tmp_path / n / "run" / "best.pt") for n in ("a", "b")]
+    cfg = tiny_cfg(tmp_path / "student", teacher=paths, channels_last=False)
+    ensemble = load_teacher(cfg, list(faces.classes), 48, 1)
+    assert isinstance(ensemble, TeacherEnsemble) and not any(p.requires_grad for p in ensemble.parameters())
+    x = torch.rand(4, 1, 48, 48)
+    members = [load_model(p)[0] for p in paths]
+    with torch.no_grad():
+        expected = (members[0](x) + members[1](x)) / 2
+        assert torch.allclose(ensemble(x), expected, atol=1e-5)
+        assert not torch.allclose(members[0](x), members[1](x), atol=1e-3)  # two different teachers
+    train(tiny_cfg(tmp_path / "student", teacher=paths, epochs=1), faces, faces, progress=False)
+    assert read_checkpoint(tmp_path / "student" / "run" / "best.pt")["train_config"]["teacher"] == paths
+    with pytest.raises(ValueError, match="non-empty list"):
+        load_teacher(tiny_cfg(tmp_path / "none", teacher=[]), list(faces.classes), 48, 1)
+
+
 def test_blend_targets_mixes_votes_into_labels_and_keeps_faces_without_votes():
     labels = np.array([0, 2])
     votes = np.array([[0, 1, 0], [0, 0, 0]], dtype=np.float32)  # the second face has no votes

@@ -83,7 +83,9 @@ class TrainConfig:
     early_stopping: int = 0  # stop after this many epochs without val improvement (0: never)
     time_limit_s: float = 0.0  # stop before an epoch that would end past this many seconds of training (0: never)
     init_weights: str | None = None  # start from this checkpoint's weights (fine-tuning; head reset if shapes differ)
-    teacher: str | None = None  # knowledge distillation: a trained checkpoint whose soft labels the model learns too
+    # knowledge distillation: a trained checkpoint whose soft labels the model learns too, or a list of them whose
+    # averaged logits are the soft labels (an ensemble teacher)
+    teacher: str | list[str] | None = None
     distill_alpha: float = 0.7  # weight of the distillation term (1 - alpha goes to the hard-label loss)
     distill_temperature: float = 3.0
     val_tta: str = "none"
@@ -182,18 +184,36 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     model.load_state_dict(fitting, strict=False)
 
 
+class TeacherEnsemble(nn.Module):
+    """Several frozen teachers read as one: the mean of their logits (each teacher's vote counts the same)."""
+
+    def __init__(self, teachers: list[nn.Module]) -> None:
+        super().__init__()
+        self.teachers = nn.ModuleList(teachers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([t(x).float() for t in self.teachers]).mean(0)
+
+
 def load_teacher(cfg: TrainConfig, classes: list[str], size: int, in_chans: int) -> torch.nn.Module:
-    """The frozen teacher of a distillation run; it must see the same input and predict the same classes."""
+    """The frozen teacher of a distillation run (an ensemble when ``cfg.teacher`` lists several); each must see
+    the same input and predict the same classes as the student."""
     from .models.checkpoint import load_model
 
-    teacher, tmeta = load_model(cfg.teacher)
-    if list(tmeta["classes"]) != list(classes):
-        raise TrainConfigError(f"teacher {cfg.teacher} predicts {tmeta['classes']}, the data has {classes}; "
-                               "distil from a teacher trained on the same label scheme")
-    if (tmeta["input_size"], tmeta["in_chans"]) != (size, in_chans):
-        raise TrainConfigError(f"teacher {cfg.teacher} takes {tmeta['in_chans']}x{tmeta['input_size']}px input, "
-                               f"the student {in_chans}x{size}px; pick a teacher with the same input")
-    teacher.eval().requires_grad_(False)
+    paths = [cfg.teacher] if isinstance(cfg.teacher, str) else list(cfg.teacher or [])
+    if not paths:
+        raise TrainConfigError("teacher: give a checkpoint path or a non-empty list of them")
+    teachers = []
+    for path in paths:
+        teacher, tmeta = load_model(path)
+        if list(tmeta["classes"]) != list(classes):
+            raise TrainConfigError(f"teacher {path} predicts {tmeta['classes']}, the data has {classes}; "
+                                   "distil from a teacher trained on the same label scheme")
+        if (tmeta["input_size"], tmeta["in_chans"]) != (size, in_chans):
+            raise TrainConfigError(f"teacher {path} takes {tmeta['in_chans']}x{tmeta['input_size']}px input, "
+                                   f"the student {in_chans}x{size}px; pick a teacher with the same input")
+        teachers.append(teacher.eval().requires_grad_(False))
+    teacher = teachers[0] if len(teachers) == 1 else TeacherEnsemble(teachers).eval()
     return teacher.to(memory_format=torch.channels_last) if cfg.channels_last else teacher
 
 
