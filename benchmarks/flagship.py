@@ -239,17 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         gap = (f"- Below the project's target of 72 % PrivateTest accuracy without TTA ({priv['none']['accuracy']:.1%} "
                f"here, {priv['crops']['accuracy']:.1%} with crop TTA).")
-    if args.role == "default" and ck.get("soup"):
-        intro = (f"The default model of emoscope: `{meta['model_name']}` ({n_params:,} parameters), a VGG-style "
-                 f"network (4 stages of 2 x [3x3 conv, BatchNorm, ReLU], max-pooling, global average pooling, "
-                 f"dropout {model.cfg.dropout}, linear head) for 48x48 gray faces. Its weights are an average "
-                 f"(weights {' / '.join(f'{v:g}' for v in ck['soup'].values())}) of the models the training stages "
-                 "below made: one trained from scratch on FER-2013 and its fine-tune, averaged in weight space "
-                 "(WiSE-FT), chosen on PublicTest by `benchmarks/soup.py` (`benchmarks/SOUP.md`).")
+    net = (f"The default model of emoscope: `{meta['model_name']}` ({n_params:,} parameters), a VGG-style "
+           f"network (4 stages of 2 x [3x3 conv, BatchNorm, ReLU], max-pooling, global average pooling, "
+           f"dropout {model.cfg.dropout}, linear head) for 48x48 gray faces")
+    mix = ck.get("soup") or {}
+    if args.role == "default" and len(mix) > 1:
+        intro = (f"{net}. Its weights are an average (weights {' / '.join(f'{v:g}' for v in mix.values())}) of "
+                 "the models the training stages below made, averaged in weight space (WiSE-FT), chosen on "
+                 "PublicTest by `benchmarks/soup.py`.")
+    elif args.role == "default" and mix:  # soup.py compared the averages and kept one stage's weights as they were
+        intro = (f"{net}, made by the training stages below; `benchmarks/soup.py` compared the last stage with "
+                 "its weight average with the stage before, on PublicTest, and kept the last stage as it was.")
     elif args.role == "default":
-        intro = (f"The default model of emoscope: `{meta['model_name']}` ({n_params:,} parameters), a VGG-style "
-                 f"network (4 stages of 2 x [3x3 conv, BatchNorm, ReLU], max-pooling, global average pooling, "
-                 f"dropout {model.cfg.dropout}, linear head) for 48x48 gray faces, trained from scratch on FER-2013.")
+        intro = f"{net}, trained from scratch on FER-2013."
     else:
         intro = (f"The fast variant of emoscope (`Recognizer(weights=\"fast\")`, `--weights fast`): "
                  f"`{meta['model_name']}` ({n_params:,} parameters), the flagship's architecture at width "

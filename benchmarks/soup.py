@@ -8,6 +8,12 @@ fp32); the best one is written as an ordinary checkpoint for ``generalisation.py
 
     python benchmarks/soup.py --out runs/v4_soup      # writes runs/v4_soup/best.pt and benchmarks/SOUP.md
 
+``--pair START FINETUNE`` does the same for any start and one fine-tune of it (run 10): the candidates are the
+fine-tune and the half-and-half average (the start is scored beside them for reference, never chosen):
+
+    python benchmarks/soup.py --pair src/emoscope/weights/emovgg_m_fer2013.pt runs/v4_ensemble_distil_ft/best.pt \
+        --out runs/v4_ensemble_soup --report benchmarks/SOUP_RUN10.md
+
 Once the chosen soup is installed as the default (v4), v3 is no longer the shipped file: take it from git,
 ``git show 14b9c05:src/emoscope/weights/emovgg_m_fer2013.pt > runs/v3.pt``, and pass ``--v3 runs/v3.pt``.
 The output folder also gets what ``flagship.py --run`` needs to install the soup and write its model card:
@@ -64,6 +70,12 @@ def average(states: dict[str, dict[str, torch.Tensor]], mix: dict[str, float]) -
     return out
 
 
+def pair_candidates() -> list[Candidate]:
+    """Run 10's fixed list: the start (reference only), the fine-tune, and their half-and-half average."""
+    return [Candidate("start", {"start": 1.0}), Candidate("fine-tune", {"finetune": 1.0}),
+            Candidate("start + 0.5 x (fine-tune - start)", {"start": 0.5, "finetune": 0.5})]
+
+
 def candidates() -> list[Candidate]:
     """The fixed list written in V4.md's run 6 rule (the greedy soup is built later, from the scores)."""
     out = [Candidate(name, {name: 1.0}) for name in RUNS]
@@ -101,14 +113,19 @@ def main() -> None:
     ap.add_argument("--report", type=Path, default=HERE / "SOUP.md")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--v3", type=Path, default=None, help="v3's checkpoint (default: the shipped default model)")
+    ap.add_argument("--pair", type=Path, nargs=2, metavar=("START", "FINETUNE"),
+                    help="average a start and one fine-tune of it instead of run 6's ingredients")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    paths = {name: p or args.v3 or default_weights_path() for name, p in RUNS.items()}
+    if args.pair:
+        paths = dict(zip(("start", "finetune"), args.pair))
+    else:
+        paths = {name: p or args.v3 or default_weights_path() for name, p in RUNS.items()}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         sys.exit(f"soup.py: missing checkpoints {missing}; train V4.md's runs 1, 3 and 4 first")
     states = {name: load_model(p)[0].state_dict() for name, p in paths.items()}
-    model, meta = load_model(paths["v3"])  # the shared network; each candidate's weights are loaded into it
+    model, meta = load_model(next(iter(paths.values())))  # the shared network; each candidate's weights go in it
     faces = load_dataset(args.data).split("publictest")
     t0 = time.perf_counter()
 
@@ -116,14 +133,16 @@ def main() -> None:
         return score(model, meta, average(states, mix), faces)
 
     scored = []
-    for c in candidates():
+    for c in pair_candidates() if args.pair else candidates():
         c.accuracy, c.macro_f1 = evaluate(c.mix)
         print(f"{c.name:45s} PublicTest {100 * c.accuracy:.2f} %  macro-F1 {c.macro_f1:.3f}", flush=True)
         scored.append(c)
-    g = greedy(scored, evaluate)
-    print(f"{g.name:45s} PublicTest {100 * g.accuracy:.2f} %  macro-F1 {g.macro_f1:.3f}", flush=True)
-    scored.append(g)
-    best = max(scored, key=lambda c: (c.accuracy, c.macro_f1))
+    if not args.pair:
+        g = greedy(scored, evaluate)
+        print(f"{g.name:45s} PublicTest {100 * g.accuracy:.2f} %  macro-F1 {g.macro_f1:.3f}", flush=True)
+        scored.append(g)
+    choosable = [c for c in scored if c.mix != {"start": 1.0}]
+    best = max(choosable, key=lambda c: (c.accuracy, c.macro_f1))
     save_soup(args, paths, states, best)
     write_report(args, scored, best, time.perf_counter() - t0, len(faces))
 
@@ -138,11 +157,12 @@ def stage_command(name: str, path: Path) -> str:
 
 def save_soup(args: argparse.Namespace, paths: dict[str, Path], states: dict, best: Candidate) -> None:
     """The chosen average as a checkpoint (fp16) plus what ``flagship.py --run`` reads to install it."""
-    last = max((n for n in best.mix if n != "v3"), key=lambda n: best.mix[n], default="v3")
+    start = next(iter(paths))  # "v3", or "start" with --pair
+    last = max((n for n in best.mix if n != start), key=lambda n: best.mix[n], default=start)
     ckpt = read_checkpoint(paths[last])
     ckpt.update(model=half_precision(average(states, best.mix)), best_acc=best.accuracy,
                 soup=dict(best.mix),  # ingredient name (V4.md's run names) -> weight
-                recipe=[stage_command(n, paths[n]) for n in RUNS if n in best.mix])
+                recipe=[stage_command(n, paths[n]) for n in paths if n in best.mix])
     ckpt.pop("optimizer", None)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_save(ckpt, args.out / "best.pt")
@@ -153,11 +173,16 @@ def save_soup(args: argparse.Namespace, paths: dict[str, Path], states: dict, be
 
 
 def write_report(args: argparse.Namespace, scored: list[Candidate], best: Candidate, seconds: float, n: int) -> None:
-    lines = ["# Weight-space ensembles of v3 and its fine-tunes (V4.md, run 6)", "",
-             "    python benchmarks/soup.py --out " + args.out.as_posix(), "",
+    if args.pair:
+        title = "# A start and its fine-tune, and their average (V4.md, run 10)"
+        ingredients = f"start `{args.pair[0].as_posix()}`, fine-tune `{args.pair[1].as_posix()}` (the start is " \
+                      "shown for reference and is not a candidate)"
+    else:
+        title = "# Weight-space ensembles of v3 and its fine-tunes (V4.md, run 6)"
+        ingredients = "v3 (shipped), run 1 (camera augmentation), run 3 (FER+ share 0.5), run 4 (FER+ share 0.25)"
+    lines = [title, "", "    python benchmarks/soup.py " + " ".join(sys.argv[1:]), "",
              f"FER-2013 PublicTest ({n} faces, no TTA, fp32 torch); {seconds / 60:.1f} min on "
-             "this machine. Ingredients: v3 (shipped), run 1 (camera augmentation), run 3 (FER+ share 0.5), "
-             "run 4 (FER+ share 0.25). Only PublicTest is read here.", "",
+             f"this machine. Ingredients: {ingredients}. Only PublicTest is read here.", "",
              "| candidate | PublicTest | macro-F1 |", "|---|---:|---:|"]
     for c in scored:
         mark = " **(chosen)**" if c is best else ""

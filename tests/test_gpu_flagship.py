@@ -478,6 +478,38 @@ def test_a_soup_checkpoint_installs_like_a_run(tmp_path, monkeypatch):
     assert (tmp_path / "soup" / "history.json").is_file()
 
 
+def test_a_pair_soup_chooses_between_the_fine_tune_and_the_average_never_the_start(tmp_path, monkeypatch, fer_folder):
+    """soup.py --pair START FINETUNE (run 10): three rows scored on PublicTest, the start only for reference."""
+    import torch
+
+    from emoscope.labels import EMOTIONS
+    from emoscope.models.checkpoint import load_model, model_meta
+    from emoscope.models.registry import create_model
+
+    soup = load_benchmark("soup")
+    paths = []
+    for name, seed in (("start", 0), ("ft", 1)):
+        torch.manual_seed(seed)
+        model = create_model("emovgg_t", num_classes=7)
+        ck = {**model_meta("emovgg_t", list(EMOTIONS)), "model": model.state_dict(), "epoch": 0,
+              "train_config": {"epochs": 1}}
+        paths.append(tmp_path / name / "best.pt")
+        paths[-1].parent.mkdir()
+        torch.save(ck, paths[-1])
+    report = tmp_path / "SOUP_PAIR.md"
+    argv = ["soup.py", "--pair", str(paths[0]), str(paths[1]), "--data", str(fer_folder), "--out",
+            str(tmp_path / "out"), "--report", str(report)]
+    monkeypatch.setattr(sys, "argv", argv)
+    soup.main()
+    rows = [line for line in report.read_text().splitlines() if line.startswith("| ") and "%" in line]
+    names = [r.split(" |")[0].removeprefix("| ").replace(" **(chosen)**", "") for r in rows]
+    assert names == ["start", "fine-tune", "start + 0.5 x (fine-tune - start)"]
+    assert sum("(chosen)" in r for r in rows) == 1 and "(chosen)" not in rows[0]
+    _, meta = load_model(tmp_path / "out" / "best.pt")
+    assert set(meta["soup"]) <= {"start", "finetune"} and "finetune" in meta["soup"]
+    assert "--pair" in report.read_text()
+
+
 def test_generalisation_variants_read_through_the_products_options():
     """balance=T (and its old name prior=T) and tta= build the product's Recognizer(balance=, tta=), same file."""
     generalisation = load_benchmark("generalisation")
