@@ -312,7 +312,8 @@ def test_every_committed_config_is_a_valid_recipe():
         cfg = TrainConfig.from_dict(json.loads(path.read_text()))
         assert cfg.model in list_models(), path
         assert cfg.device in ("auto", "cpu"), f"{path}: a committed recipe must also run without a GPU"
-        for ref in (cfg.teacher, cfg.init_weights):
+        teachers = [cfg.teacher] if isinstance(cfg.teacher, str) else list(cfg.teacher or [])
+        for ref in (*teachers, cfg.init_weights):
             assert ref is None or (repo / ref).is_file(), f"{path}: {ref} is missing"
 
 
