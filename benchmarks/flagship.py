@@ -35,6 +35,7 @@ from emoscope.evaluation import classification_metrics, evaluate_model, predict_
 from emoscope.models.checkpoint import half_precision, load_model, read_checkpoint
 from emoscope.plots import plot_confusion
 from emoscope.results import ResultRow, record
+from emoscope.training import teacher_paths
 from emoscope.weights import SHIPPED_MODELS, WEIGHTS_DIR
 
 
@@ -75,8 +76,7 @@ def record_rows(args: argparse.Namespace, results: dict, history: list[dict], be
     if cfg.get("ema_decay"):  # validated and saved a moving average of the weights
         params["ema_decay"] = cfg["ema_decay"]
     if cfg.get("teacher"):
-        teachers = [cfg["teacher"]] if isinstance(cfg["teacher"], str) else cfg["teacher"]
-        params["teacher"] = ", ".join(Path(t).name for t in teachers)
+        params["teacher"] = ", ".join(Path(t).name for t in teacher_paths(cfg["teacher"]))
     if cfg.get("soft_targets"):  # blended annotators' vote shares into the training targets
         params |= {"soft_targets": cfg["soft_targets"], "soft_target_weight": cfg["soft_target_weight"]}
     if plan.get("device"):  # trained by benchmarks/gpu_flagship.py: say on which GPU

@@ -265,23 +265,26 @@ def variant_recognizer(rec: Recognizer, variant: dict[str, str]) -> Recognizer:
     return Recognizer(weights=rec.backend.path, detector="none", backend=backend, tta=tta, balance=balance)
 
 
-def score_models(recognizers: dict[str, Recognizer], variants: list[str], sets: dict[str, PhotoSet],
-                 found: dict[str, Found], private: tuple[np.ndarray, np.ndarray] | None) -> list[dict]:
-    """One row per model and pipeline variant: every photo set (and PrivateTest) scored through that variant."""
-    sizes = {rec.input_size for rec in recognizers.values()}
-    rows = {(label, spec): {"system": label, "variant": spec} for label in recognizers for spec in variants}
-    for spec in variants:  # crops depend on the variant only: cut them once, score every model on them
+def score_models(readers: dict[str, dict[str, Recognizer]], sets: dict[str, PhotoSet], found: dict[str, Found],
+                 private: tuple[np.ndarray, np.ndarray] | None) -> list[dict]:
+    """One row per model and pipeline variant: every photo set (and PrivateTest) scored through that variant.
+
+    ``readers``: variant spec -> model label -> that model read with the variant (:func:`variant_recognizer`).
+    """
+    sizes = {rec.input_size for by_label in readers.values() for rec in by_label.values()}
+    labels = list(next(iter(readers.values())))
+    rows = {(label, spec): {"system": label, "variant": spec} for label in labels for spec in readers}
+    for spec, by_label in readers.items():  # crops depend on the variant only: cut them once, score every model
         variant = parse_variant(spec)
-        readers = {label: variant_recognizer(rec, variant) for label, rec in recognizers.items()}
         for key, photos in sets.items():
             crops = {s: photo_crops(photos, found[key], variant, margin=0.10, size=s) for s in sizes}
-            for label, rec in readers.items():
+            for label, rec in by_label.items():
                 pred = emoscope_predictions(rec, crops[rec.input_size], found[key].boxes[:, 0] >= 0)
                 for sub, mask in photos.subsets.items():
                     rows[label, spec][f"{key}_{sub}"] = score(photos.labels[mask], pred[mask], photos.groups[mask])
         if private is not None:
             imgs = normalise_contrast(private[0], variant.get("contrast", "none"))
-            for label, rec in readers.items():
+            for label, rec in by_label.items():
                 pred = emoscope_predictions(rec, imgs, np.ones(len(imgs), bool))
                 rows[label, spec]["private"] = score(private[1], pred, np.arange(len(pred)))
     return list(rows.values())  # weights first, then variants: the report's order
@@ -316,13 +319,13 @@ def main() -> None:
         rec = Recognizer(weights=weights, detector="none", backend=args.backend)
         label = f"emoscope {weights}" if weights in ("default", "fast") else f"{resolve_weights(weights)}"
         recognizers[f"{label} ({rec.backend_name})"] = rec
+    readers: dict[str, dict[str, Recognizer]] = {}
     for spec in args.variants:  # a bad variant or a model that cannot be balanced stops before any scoring
-        for rec in recognizers.values():
-            try:
-                variant_recognizer(rec, parse_variant(spec))
-            except ValueError as exc:
-                sys.exit(f"variant {spec!r}: {exc}")
-    rows = score_models(recognizers, args.variants, sets, found, private)
+        try:
+            readers[spec] = {label: variant_recognizer(rec, parse_variant(spec)) for label, rec in recognizers.items()}
+        except ValueError as exc:
+            sys.exit(f"variant {spec!r}: {exc}")
+    rows = score_models(readers, sets, found, private)
     for row in rows:
         t = row["taiwanese_all"]
         print(f"{row['system']} [{row['variant']}]: Taiwanese {pct(t['accuracy'])}, "

@@ -19,6 +19,7 @@ from emoscope.training import (
     distillation_loss,
     make_optimizer,
     make_scheduler,
+    teacher_paths,
     train,
 )
 
@@ -312,8 +313,7 @@ def test_every_committed_config_is_a_valid_recipe():
         cfg = TrainConfig.from_dict(json.loads(path.read_text()))
         assert cfg.model in list_models(), path
         assert cfg.device in ("auto", "cpu"), f"{path}: a committed recipe must also run without a GPU"
-        teachers = [cfg.teacher] if isinstance(cfg.teacher, str) else list(cfg.teacher or [])
-        for ref in (*teachers, cfg.init_weights):
+        for ref in (*teacher_paths(cfg.teacher), cfg.init_weights):
             assert ref is None or (repo / ref).is_file(), f"{path}: {ref} is missing"
 
 

@@ -11,6 +11,14 @@ from torch import nn
 from .preprocess import normalize, resize_batch, to_unit
 
 TTA_MODES = ("none", "flip", "crops")
+#: How many views each TTA mode averages (the face and its mirror; crops adds five crops and their mirrors).
+TTA_VIEW_COUNT = {"none": 1, "flip": 2, "crops": 12}
+
+
+def crop_corners(side: int, crop: int) -> list[tuple[int, int]]:
+    """(top, left) of the five crops of ``tta="crops"``: the four corners and the centre."""
+    m = side - crop
+    return [(0, 0), (0, m), (m, 0), (m, m), (m // 2, m // 2)]
 
 
 def tta_views(x: torch.Tensor, tta: str, crop: int) -> list[torch.Tensor]:
@@ -21,7 +29,7 @@ def tta_views(x: torch.Tensor, tta: str, crop: int) -> list[torch.Tensor]:
     if tta == "crops":
         s = x.shape[-1]
         c = min(crop, s)
-        for top, left in [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)]:
+        for top, left in crop_corners(s, c):
             v = resize_batch(x[..., top : top + c, left : left + c], s)
             views += [v, v.flip(-1)]
     return views
@@ -39,7 +47,7 @@ def tta_views_numpy(x: np.ndarray, tta: str, crop: int) -> list[np.ndarray]:
     if tta == "crops":
         s = x.shape[-1]
         c = min(crop, s)
-        for top, left in [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)]:
+        for top, left in crop_corners(s, c):
             v = np.stack([cv2.resize(np.ascontiguousarray(im[top : top + c, left : left + c]), (s, s),
                                      interpolation=cv2.INTER_LINEAR) for im in x]) if c != s else x
             views += [v, v[..., ::-1]]

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from .errors import EmoscopeError, InvalidArgumentError
-from .evaluation import TTA_MODES, predict_proba, tta_views_numpy
+from .evaluation import TTA_MODES, TTA_VIEW_COUNT, predict_proba, tta_views_numpy
 from .export import file_sha256, read_onnx_metadata
 from .faces import DETECTORS, Detection, FaceDetector, crop_faces, default_margin, detect_many, get_detector
 from .imaging import (
@@ -287,7 +287,7 @@ class _OnnxBackend:
         fast model; ``--tta crops`` on a two-face photo, default model: 124 -> 48-60 ms, ``SPEED_PHOTOS.md``).
         """
         out = []
-        step = max(1, batch_size // {"none": 1, "flip": 2, "crops": 12}[tta])  # at most ~batch_size views a call
+        step = max(1, batch_size // TTA_VIEW_COUNT[tta])  # at most ~batch_size views a call
         for i in range(0, len(crops), step):
             x = crops[i : i + step].astype(np.float32) / np.float32(255.0)
             views = tta_views_numpy(x, tta, crop)

@@ -184,6 +184,11 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     model.load_state_dict(fitting, strict=False)
 
 
+def teacher_paths(teacher: str | list[str] | None) -> list[str]:
+    """A config's ``teacher`` as a list of checkpoint paths (one path, several, or none)."""
+    return [teacher] if isinstance(teacher, str) else list(teacher or [])
+
+
 class TeacherEnsemble(nn.Module):
     """Several frozen teachers read as one: the mean of their logits (each teacher's vote counts the same)."""
 
@@ -200,7 +205,7 @@ def load_teacher(cfg: TrainConfig, classes: list[str], size: int, in_chans: int)
     the same input and predict the same classes as the student."""
     from .models.checkpoint import load_model
 
-    paths = [cfg.teacher] if isinstance(cfg.teacher, str) else list(cfg.teacher or [])
+    paths = teacher_paths(cfg.teacher)
     if not paths:
         raise TrainConfigError("teacher: give a checkpoint path or a non-empty list of them")
     teachers = []
