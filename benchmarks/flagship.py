@@ -253,12 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.role == "default":
         intro = f"{net}, trained from scratch on FER-2013."
     else:
+        paths = [f"`{t}`" for t in teacher_paths(cfg.get("teacher"))]
+        teachers = (f"the default model ({paths[0]})" if len(paths) == 1 else
+                    f"an ensemble teacher, the mean logits of {' and '.join(paths)}")
+        start = (f"fine-tuned from `{cfg['init_weights']}` (each path as it was when this model was trained; "
+                 "see the stages below)" if cfg.get("init_weights") else "trained")
         intro = (f"The fast variant of emoscope (`Recognizer(weights=\"fast\")`, `--weights fast`): "
                  f"`{meta['model_name']}` ({n_params:,} parameters), the flagship's architecture at width "
-                 f"{model.cfg.width}, trained on FER-2013 with knowledge distillation from the default model "
-                 f"(`{cfg.get('teacher')}`; soft-target weight {cfg.get('distill_alpha')}, temperature "
-                 f"{cfg.get('distill_temperature')}). It trades a few points of accuracy for speed; see "
-                 "`benchmarks/SPEED.md`.")
+                 f"{model.cfg.width}, {start} on FER-2013 with knowledge distillation from {teachers} "
+                 f"(soft-target weight {cfg.get('distill_alpha')}, temperature {cfg.get('distill_temperature')}). "
+                 "It trades a few points of accuracy for speed; see `benchmarks/SPEED.md`.")
     card = f"""# Model card: {args.name}
 
 {intro}
