@@ -176,9 +176,23 @@ def score(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, n_boot: int = 100
     draws = rng.integers(0, len(uniq), (n_boot, len(uniq)))
     boot = per_group_ok[draws].sum(1) / per_group_n[draws].sum(1)
     recall = {EMOTIONS[c]: float(correct[y == c].mean()) if np.any(y == c) else float("nan") for c in range(7)}
+    confusion = np.zeros((7, 8), int)  # true class x predicted class, the last column counting "no face"
+    np.add.at(confusion, (y, np.where(pred < 0, 7, pred)), 1)
     return {"accuracy": float(correct.mean()), "ci": [float(np.percentile(boot, 2.5)),
                                                        float(np.percentile(boot, 97.5))],
-            "macro_f1": macro_f1(y, pred), "recall": recall, "no_face": int(np.sum(pred < 0)), "n": int(len(y))}
+            "macro_f1": macro_f1(y, pred), "recall": recall, "no_face": int(np.sum(pred < 0)), "n": int(len(y)),
+            "confusion": confusion.tolist()}
+
+
+def confusion_table(r: dict) -> list[str]:
+    """Where each posed emotion's photos went (row-normalised %), for one row's Taiwanese photos."""
+    cm = np.asarray(r["taiwanese_all"]["confusion"])
+    share = 100 * cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    lines = [f"{r['system']} ({r['variant']}), {cm.sum()} photos:", "",
+             "| posed \\ read as | " + " | ".join(EMOTIONS) + " | no face |", "|---|" + "---:|" * 8]
+    lines += [f"| {EMOTIONS[i]} | " + " | ".join(f"**{v:.0f}**" if i == j else f"{v:.0f}" for j, v in enumerate(row))
+              + " |" for i, row in enumerate(share)]
+    return [*lines, ""]
 
 
 # -- systems -------------------------------------------------------------------------------------------------
@@ -253,6 +267,12 @@ def write_markdown(path: Path, rows: list[dict], command: str, cpu: str, elapsed
         rec = r["taiwanese_all"]["recall"]
         lines.append(f"| {r['system']} | {r['variant']} | " + " | ".join(f"{100 * rec[c]:.0f}" for c in EMOTIONS)
                      + " |")
+    lines += ["", "## Where the Taiwanese photos go", "",
+              "Each row: the photos posed with that emotion, as % read as each class (the diagonal is the recall "
+              "above). One table per system, in the first variant and fer's own.", ""]
+    for r in rows:
+        if r["variant"] in (rows[0]["variant"], "its own") and "confusion" in r["taiwanese_all"]:
+            lines += confusion_table(r)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

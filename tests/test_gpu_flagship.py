@@ -527,6 +527,19 @@ def test_generalisation_variants_read_through_the_products_options():
     assert pred[-1] == -1 and pred[:-1].tolist() == balanced.classify(crops[:-1]).argmax(1).tolist()
 
 
+
+def test_generalisation_counts_where_each_posed_emotion_went():
+    """score() keeps a 7 x 8 confusion (last column: no face found) and the report prints it row-normalised."""
+    generalisation = load_benchmark("generalisation")
+    y, pred = np.array([2, 2, 2, 5, 1]), np.array([5, 2, -1, 5, 1])
+    r = generalisation.score(y, pred, np.arange(5))
+    cm = np.array(r["confusion"])
+    assert cm.shape == (7, 8) and cm.sum() == 5
+    assert (cm[2, 5], cm[2, 2], cm[2, 7], cm[5, 5], cm[1, 1]) == (1, 1, 1, 1, 1)
+    table = generalisation.confusion_table({"system": "m", "variant": "default", "taiwanese_all": r})
+    fear = next(line for line in table if line.startswith("| fear |"))
+    assert fear.split(" | ")[1:] == ["0", "0", "**33**", "0", "0", "33", "0", "33 |"]
+
 def test_the_model_card_lists_cross_dataset_rows_and_recalls(tmp_path):
     flagship = load_benchmark("flagship")
     recall = {c: 0.5 for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
