@@ -174,7 +174,7 @@ def save_soup(args: argparse.Namespace, paths: dict[str, Path], states: dict, be
 
 def write_report(args: argparse.Namespace, scored: list[Candidate], best: Candidate, seconds: float, n: int) -> None:
     if args.pair:
-        title = "# A start and its fine-tune, and their average (V4.md, run 10)"
+        title = "# A start and its fine-tune, and their average (benchmarks/V4.md)"
         ingredients = f"start `{args.pair[0].as_posix()}`, fine-tune `{args.pair[1].as_posix()}` (the start is " \
                       "shown for reference and is not a candidate)"
     else:
