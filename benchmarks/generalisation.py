@@ -4,7 +4,9 @@ Scores any weights, each with any pipeline variant, on:
 - the Taiwanese studio photos (1,232 photos of 29 people; all of them, and the "agreed" subset where observers
   chose the posed emotion, plus every posed-neutral photo), 95 % intervals resampling *people*;
 - all muxspace faces (legend.csv labels cleaned, contempt merged into disgust, conflicting duplicates left out),
-  intervals resampling photos (the set names no people);
+  intervals resampling photos (the set names no people); and, for a model trained with ``emoscope train
+  --extra-data`` on muxspace, its held-out people alone (``--heldout-share``: the same seeded split by the person
+  in the file name, so those people are new to it);
 - FER-2013 PrivateTest (48 x 48 crops: classifier only, no detector), intervals resampling faces;
 and the ``fer`` package on the same photos in the same run, through the environment ``fer_pipeline.py`` uses
 (``benchmarks/.fer-venv``; see ``speed.py`` for how to make it). A photo where no face is found counts as wrong.
@@ -43,6 +45,7 @@ from tqdm import tqdm
 
 from emoscope.datasets import load_dataset
 from emoscope.datasets.legend import labelled_images, read_legend_rows
+from emoscope.datasets.splits import hashed_split, person_of
 from emoscope.faces import align_crop, get_detector
 from emoscope.labels import EMOTIONS, clean_labels, get_scheme
 from emoscope.recognizer import Recognizer
@@ -76,14 +79,17 @@ def taiwanese(root: Path) -> PhotoSet:
                     {"all": np.ones(len(rows), bool), "agreed": agreed})
 
 
-def muxspace(root: Path) -> PhotoSet:
-    """Every muxspace photo whose labels agree (cleaned, contempt -> disgust) and whose file exists."""
+def muxspace(root: Path, heldout_share: float = 0.5) -> PhotoSet:
+    """Every muxspace photo whose labels agree (cleaned, contempt -> disgust) and whose file exists; subset
+    ``heldout``: the people ``emoscope train --extra-data --extra-test-share heldout_share`` leaves out."""
     legend = root / "data" / "legend.csv"
     scheme = get_scheme("fer7")
     items, _conflicts = labelled_images(read_legend_rows(legend), scheme, scheme.merges, legend)
     items = [(image, y) for image, y in items if (root / "images" / image).is_file()]
+    heldout = hashed_split([person_of(k) for k, _ in items], (1 - heldout_share, heldout_share),
+                           ("train", "test")) == "test"
     return PhotoSet("muxspace", [root / "images" / k for k, _ in items], np.array([y for _, y in items]),
-                    np.array([k for k, _ in items]), {"all": np.ones(len(items), bool)})
+                    np.array([k for k, _ in items]), {"all": np.ones(len(items), bool), "heldout": heldout})
 
 
 @dataclass
@@ -261,6 +267,17 @@ def write_markdown(path: Path, rows: list[dict], command: str, cpu: str, elapsed
             + (f"{pct(m['accuracy'])} [{pct(m['ci'][0])}-{pct(m['ci'][1])}] | {m['macro_f1']:.3f} | {m['no_face']} | "
                if m else "- | - | - | ")
             + (f"{pct(f['accuracy'])} | {f['macro_f1']:.3f} |" if f else "- | - |"))
+    held = [r for r in rows if "muxspace_heldout" in r]
+    if held:
+        n = held[0]["muxspace_heldout"]["n"]
+        lines += ["", f"## muxspace, held-out people only ({n} photos)", "",
+                  "The people `emoscope train --extra-data` leaves out of training at the same share (a seeded hash "
+                  "of the person in the file name): the fair muxspace score of a model trained on the other half.",
+                  "", "| system | variant | accuracy | macro-F1 | no face |", "|---|---|---:|---:|---:|"]
+        for r in held:
+            h = r["muxspace_heldout"]
+            lines.append(f"| {r['system']} | {r['variant']} | {pct(h['accuracy'])} [{pct(h['ci'][0])}-"
+                         f"{pct(h['ci'][1])}] | {h['macro_f1']:.3f} | {h['no_face']} |")
     lines += ["", "## Recall per class on all Taiwanese photos", "",
               "| system | variant | " + " | ".join(EMOTIONS) + " |", "|---|---|" + "---:|" * len(EMOTIONS)]
     for r in rows:
@@ -322,13 +339,15 @@ def main() -> None:
     p.add_argument("--no-private", dest="private", action="store_false", help="skip FER-2013 PrivateTest")
     p.add_argument("--out", type=Path, default=HERE / "CROSS_DATASET.md", help="markdown report to write")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    p.add_argument("--heldout-share", type=float, default=0.5, help="share of muxspace's people that `emoscope "
+                   "train --extra-data` holds out (its --extra-test-share); scored as their own row set")
     args = p.parse_args()
     for sub in ("taiwanese", "muxspace_facial_expressions"):
         if not (args.data / sub).is_dir():
             sys.exit(f"{args.data / sub} not found: this benchmark needs the shared datasets (--data)")
     start = time.perf_counter()
     sets = {"taiwanese": taiwanese(args.data / "taiwanese"),
-            "muxspace": muxspace(args.data / "muxspace_facial_expressions")}
+            "muxspace": muxspace(args.data / "muxspace_facial_expressions", args.heldout_share)}
     found = {k: detect_largest(s, args.detector) for k, s in sets.items()}
     private = None
     if args.private:

@@ -217,3 +217,41 @@ def test_data_stats_shows_progress_on_stderr_only(fer_folder, capsys):
     assert main(["data", "stats", str(fer_folder)]) == 0
     captured = capsys.readouterr()
     assert "image sizes" in captured.err and "it/s" not in captured.out
+
+
+def test_train_with_extra_data_adds_the_training_people_cut_by_the_detector(fer_folder, tmp_path, capsys):
+    import csv
+
+    from emoscope.samples import astronaut_bgr
+
+    face = astronaut_bgr()
+    root = tmp_path / "mux"
+    (root / "images").mkdir(parents=True)
+    (root / "data").mkdir()
+    names = [f"Person{p}_{k:04d}.jpg" for p in range(12) for k in range(2)] + ["Nobody_0001.jpg"]
+    with open(root / "data" / "legend.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["user.id", "image", "emotion"])
+        for i, name in enumerate(names):
+            w.writerow([i, name, ["HAPPINESS", "neutral", "anger"][i % 3]])
+            img = np.full((200, 200, 3), 128, np.uint8) if name.startswith("Nobody") else face[::2, ::2]
+            cv2.imwrite(str(root / "images" / name), img)
+    out = tmp_path / "r"
+    flags = ["train", "--data", str(fer_folder), "--model", "emovgg_s", "--set", "model_kwargs={\"width\": 8}",
+             "--epochs", "1", "--batch-size", "8", "--set", "bf16=false", "--out", str(out),
+             "--extra-data", str(root)]
+    assert main(flags) == 0
+    captured = capsys.readouterr()
+    added = int(captured.out.split("extra data ")[1].split(": ")[1].split(" faces added")[0])
+    assert 0 < added < 24  # some of the 12 people, none held out twice, the faceless photo not among them
+    assert "no face found" in captured.err  # the photo without a face is reported, not lost silently
+    assert (out / "best.pt").exists() and "--extra-data" in (out / "command.txt").read_text()
+
+
+def test_train_extra_data_mistakes_are_one_line_errors(fer_folder, tmp_path, capsys):
+    base = ["train", "--data", str(fer_folder), "--epochs", "1", "--out", str(tmp_path / "r")]
+    assert main([*base, "--extra-data", str(fer_folder)]) == 2
+    err = capsys.readouterr().err
+    assert "--extra-data" in err and "legend.csv" in err and "Traceback" not in err
+    assert main([*base, "--extra-data", str(fer_folder), "--extra-test-share", "1"]) == 2
+    assert "--extra-test-share" in capsys.readouterr().err

@@ -281,3 +281,46 @@ def test_real_ferplus_join():
     assert 30000 < len(fs) < 35710
     assert fs.scheme.name == "ferplus8" and fs.class_counts()["contempt"] > 0
     assert len(fs.failures) == 177  # the images the row index could not resolve
+
+
+def test_person_of_reads_lfw_style_names():
+    from emoscope.datasets.splits import person_of
+
+    assert person_of("George_W_Bush_0001.jpg") == "George_W_Bush"
+    assert person_of("Avinash_30.jpg") == "Avinash"
+    assert person_of("facial-expressions_2868582k.jpg") == "facial-expressions_2868582k"
+    assert person_of("img7.png") == "img7"
+
+
+def test_hashed_split_keeps_each_key_in_one_split_whatever_else_is_there():
+    from emoscope.datasets.splits import hashed_split
+
+    keys = [f"person{i % 300}" for i in range(1200)]
+    out = hashed_split(keys, (0.5, 0.5), ("train", "test"), seed=0)
+    by_key = {}
+    for k, s in zip(keys, out, strict=True):
+        assert by_key.setdefault(k, s) == s  # one split per person
+    share = np.mean([s == "test" for s in by_key.values()])
+    assert 0.4 < share < 0.6
+    # a key's split does not depend on the others present, and the seed changes it
+    assert list(hashed_split(keys[:7], (0.5, 0.5), ("train", "test"))) == list(out[:7])
+    other = hashed_split(keys[:300], (0.5, 0.5), ("train", "test"), seed=1)
+    assert list(other) != list(out[:300])
+    assert set(hashed_split(keys, (1.0, 0.0), ("train", "test"))) == {"train"}
+    with pytest.raises(DatasetError, match="sum to 1"):
+        hashed_split(keys, (0.5, 0.6), ("train", "test"))
+
+
+def test_legend_split_by_person_holds_whole_people_out(tmp_path):
+    from emoscope.datasets.splits import person_of
+
+    labels = ["happiness", "neutral", "anger", "sadness", "surprise", "fear", "disgust"]
+    rows = [(f"P{p}_{k:04d}.jpg", labels[(p + k) % 7]) for p in range(40) for k in range(3)]
+    root = make_legend(tmp_path / "mux", rows, sizes=(64, 64))
+    fs = read_legend(root, split=(0.5, 0.0, 0.5), split_by="person", use_cache=False, progress=False)
+    assert set(fs.split_names) == {"train", "test"}
+    train_people = {person_of(s) for s in fs.split("train").sources}
+    test_people = {person_of(s) for s in fs.split("test").sources}
+    assert train_people and test_people and not train_people & test_people
+    with pytest.raises(DatasetError, match="split_by must be"):
+        read_legend(root, split_by="face", use_cache=False, progress=False)

@@ -268,3 +268,30 @@ def test_single_threaded_copy_finds_the_same_faces(bgr):
     assert one is not det and one.threads == 1 and one.name == det.name and one.models == det.models
     assert det.single_threaded() is one and one.single_threaded() is one
     assert _same(one.detect(bgr), det.detect(bgr))
+
+
+def test_largest_face_cropper_cuts_the_biggest_face_as_the_recognizer_does(bgr):
+    from emoscope.faces import largest_face_cropper
+    from emoscope.recognizer import Recognizer
+
+    class TwoFaces:
+        name = "blazeface"
+
+        def detect(self, image):
+            return [Detection((10, 10, 8, 8), 0.9), Detection((150, 40, 150, 160), 0.8),
+                    Detection((20, 300, 40, 40), 0.99)]
+
+    crop = largest_face_cropper(TwoFaces(), size=48)
+    out = crop(bgr)
+    assert out.shape == (48, 48) and out.dtype == np.uint8
+    assert np.array_equal(out, align_crop(bgr, (150, 40, 150, 160), None, 48, 0.10))  # blazeface's margin
+    rec = Recognizer(detector=TwoFaces())
+    assert rec.margin == 0.10
+
+    class Tiny:
+        def detect(self, image):
+            return [Detection((0, 0, 11, 11), 0.9)]  # under the 12-pixel smallest face
+
+    assert largest_face_cropper(Tiny())(bgr) is None
+    real = largest_face_cropper("blazeface")(bgr)
+    assert real is not None and real.shape == (48, 48)

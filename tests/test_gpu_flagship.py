@@ -540,6 +540,35 @@ def test_generalisation_counts_where_each_posed_emotion_went():
     fear = next(line for line in table if line.startswith("| fear |"))
     assert fear.split(" | ")[1:] == ["0", "0", "**33**", "0", "0", "33", "0", "33 |"]
 
+
+def test_generalisation_holds_out_the_people_train_extra_data_leaves_out(tmp_path):
+    """The muxspace 'heldout' subset is the test half of `emoscope train --extra-data`'s person split, and the
+    report gives it its own section."""
+    from emoscope.datasets.splits import hashed_split, person_of
+
+    generalisation = load_benchmark("generalisation")
+    root = tmp_path / "mux"
+    (root / "images").mkdir(parents=True)
+    (root / "data").mkdir()
+    names = [f"P{p}_{k:04d}.jpg" for p in range(30) for k in range(2)]
+    (root / "data" / "legend.csv").write_text("user.id,image,emotion\n" + "".join(
+        f"{i},{n},{'happiness' if i % 2 else 'anger'}\n" for i, n in enumerate(names)))
+    for n in names:
+        (root / "images" / n).write_bytes(b"x")
+    photos = generalisation.muxspace(root, heldout_share=0.5)
+    held = photos.subsets["heldout"]
+    order = [p.name for p in photos.paths]
+    assert sorted(order) == sorted(names)
+    expected = hashed_split([person_of(n) for n in order], (0.5, 0.5), ("train", "test")) == "test"
+    assert held.tolist() == expected.tolist() and 0 < held.sum() < len(names)
+    block = generalisation.score(photos.labels[held], photos.labels[held], photos.groups[held])
+    row = {"system": "m", "variant": "default", "taiwanese_all": block, "taiwanese_agreed": block,
+           "muxspace_all": block, "muxspace_heldout": block}
+    generalisation.write_markdown(tmp_path / "r.md", [row], "cmd", "cpu", 60)
+    text = (tmp_path / "r.md").read_text()
+    assert f"## muxspace, held-out people only ({held.sum()} photos)" in text
+    assert f"| m | default | 100.0 % [100.0 %-100.0 %] | {block['macro_f1']:.3f} | 0 |" in text
+
 def test_the_model_card_lists_cross_dataset_rows_and_recalls(tmp_path):
     flagship = load_benchmark("flagship")
     recall = {c: 0.5 for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}

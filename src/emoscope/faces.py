@@ -633,3 +633,26 @@ def crop_faces(
         return np.zeros((0, size, size), np.uint8)
     gray = to_gray(np.asarray(image))
     return np.stack([align_crop(gray, d.box, d.landmarks, size, margin, rotate) for d in detections])
+
+
+def largest_face_cropper(
+    detector: str | FaceDetector = "auto", size: int = 48, margin: float | None = None, rotate: bool = True,
+    min_face: int = 12,
+) -> Callable[[np.ndarray], np.ndarray | None]:
+    """A function from a picture to the aligned crop of its largest face (None when no face is found).
+
+    It cuts faces the way :class:`~emoscope.recognizer.Recognizer` does (same detector, margin, eye alignment and
+    smallest face), so a dataset of photos read with it (``read_legend(crop=...)``) trains a model on the crops it
+    will see in use.
+    """
+    det = get_detector(detector)
+    m = default_margin(getattr(det, "name", "")) if margin is None else margin
+
+    def crop(image: np.ndarray) -> np.ndarray | None:
+        found = [d for d in det.detect(image) if min(d.box[2], d.box[3]) >= min_face]
+        if not found:
+            return None
+        big = max(found, key=lambda d: d.box[2] * d.box[3])
+        return align_crop(image, big.box, big.landmarks, size, m, rotate)
+
+    return crop

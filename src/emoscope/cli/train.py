@@ -100,10 +100,11 @@ def run_training(args: argparse.Namespace, cfg: TrainConfig) -> TrainResult:
     if dist.main and not (args.resume and command_file.exists()):  # a resumed run keeps its first command
         command_file.parent.mkdir(parents=True, exist_ok=True)
         command_file.write_text(shlex.join(["emoscope", *getattr(args, "argv", [])]) + "\n")
+    targets = ferplus_targets(args.data, train_set) if cfg.soft_targets == "ferplus" else None
+    train_set, targets = add_extra_faces(args, train_set, targets, progress=dist.main and not args.no_progress)
     replan = None
     if args.budget is not None:
         cfg, replan = fit_budget(cfg, args, train_set, val_set)
-    targets = ferplus_targets(args.data, train_set) if cfg.soft_targets == "ferplus" else None
     return train(cfg, train_set, val_set, resume=args.resume, replan=replan, targets=targets,
                  progress=not args.no_progress)
 
@@ -152,6 +153,52 @@ def ferplus_targets(data: str, train_set: FaceSet) -> np.ndarray:
     print(f"soft targets: FER+ vote shares for {found} of {len(train_set)} training faces "
           f"(the other {len(train_set) - found} learn their label alone)")
     return q
+
+
+def add_extra_faces(args: argparse.Namespace, train_set: FaceSet, targets: np.ndarray | None, progress: bool
+                    ) -> tuple[FaceSet, np.ndarray | None]:
+    """``--extra-data``: each legend.csv dataset's training people added to the training faces.
+
+    Photos are cut by the face detector as ``predict`` cuts them; each dataset's people are split by a seeded hash
+    of the person in the file name (``--extra-test-share`` of them held out), the split that
+    ``benchmarks/generalisation.py --muxspace-part test`` scores. Added faces have no FER+ votes, so with
+    ``soft_targets=ferplus`` they learn their own label alone.
+    """
+    paths = getattr(args, "extra_data", None) or []
+    if not paths:
+        return train_set, targets
+    from ..datasets import DatasetError, FaceSet
+    from ..datasets.legend import read_legend
+    from ..datasets.splits import check_classes_present
+    from ..faces import largest_face_cropper
+
+    share = args.extra_test_share
+    if not 0 <= share < 1:
+        raise DatasetError(f"--extra-test-share must be at least 0 and below 1, got {share}")
+    crop = largest_face_cropper(size=int(train_set.images.shape[1]))
+    parts = [train_set]
+    for path in paths:
+        try:
+            fs = read_legend(path, scheme=train_set.scheme, crop=crop, split=(1 - share, 0.0, share),
+                             split_by="person", seed=0, progress=progress)
+        except DatasetError as exc:
+            raise DatasetError(f"--extra-data {path}: {exc} (it takes a legend.csv dataset)") from None
+        if fs.failures:
+            print(fs.failure_summary(), file=sys.stderr)
+        if "train" not in fs.split_names:
+            raise DatasetError(f"--extra-data {path}: no person fell in the training part; lower --extra-test-share")
+        part = fs.split("train")
+        held = len(fs) - len(part)
+        print(f"extra data {path}: {len(part)} faces added to training, {held} faces of other people held out "
+              f"({len(fs.failures)} photos left out, listed above)")
+        parts.append(part)
+    joined = FaceSet.concat(parts)
+    check_classes_present(joined, "the training faces with --extra-data")
+    if targets is not None:
+        import numpy as np
+
+        targets = np.concatenate([targets, np.zeros((len(joined) - len(train_set), targets.shape[1]), targets.dtype)])
+    return joined, targets
 
 
 def fit_budget(cfg: TrainConfig, args: argparse.Namespace, train_set: FaceSet,
@@ -229,6 +276,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="ferplus: FER-2013 folder with FER+ majority-vote labels (use --scheme ferplus8 or fer7)")
     t.add_argument("--scheme", default="fer7", help="label scheme: fer7, fer6, ferplus8 (default fer7)")
     t.add_argument("--train-split", default="training", help="split to train on (default training)")
+    t.add_argument("--extra-data", action="append", dest="extra_data", metavar="LEGEND",
+                   help="a legend.csv dataset (e.g. muxspace) whose training people are added to the training faces, "
+                        "cut by the face detector as predict cuts them; repeatable")
+    t.add_argument("--extra-test-share", type=float, default=0.5, dest="extra_test_share", metavar="F",
+                   help="share of each --extra-data dataset's people held out, split by the person in the file name "
+                        "(seeded hash; default 0.5)")
     t.add_argument("--val-split", default="publictest",
                    help="split that picks the best epoch (default publictest; an empty string: none, the training "
                         "accuracy picks it)")

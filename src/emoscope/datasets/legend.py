@@ -19,7 +19,7 @@ from ..labels import LabelError, LabelScheme, canonical_name, get_scheme
 from .cache import cache_key, load_cached, save_cached
 from .faceset import DatasetError, FaceSet
 from .images import ImageReadError, center_square, read_gray
-from .splits import cap_classes, stratified_split
+from .splits import cap_classes, grouped_split, stratified_split
 
 REQUIRED = ("image", "emotion")
 
@@ -85,7 +85,7 @@ def labelled_images(rows: list[dict[str, str]], sch: LabelScheme, table: Mapping
 
 
 def _read_faces(items: list[tuple[str, int]], failures: list[tuple[str, str]], legend: Path, img_dir: Path,
-                sch: LabelScheme, crop: Callable[[np.ndarray], np.ndarray] | None, size: int, progress: bool
+                sch: LabelScheme, crop: Callable[[np.ndarray], np.ndarray | None] | None, size: int, progress: bool
                 ) -> FaceSet:
     """Read and crop every labelled image; missing, unreadable and faceless ones are added to ``failures``."""
     images, labels, sources = [], [], []
@@ -117,10 +117,11 @@ def read_legend(
     path: str | Path,
     scheme: str | LabelScheme = "fer7",
     merges: Mapping[str, str] | None = None,
-    crop: Callable[[np.ndarray], np.ndarray] | None = None,
+    crop: Callable[[np.ndarray], np.ndarray | None] | None = None,
     cap_per_class: int | Mapping[str, int] | None = None,
     split: tuple[float, float, float] | None = (0.6, 0.2, 0.2),
     seed: int = 0,
+    split_by: str = "photo",
     size: int = 48,
     use_cache: bool = True,
     progress: bool = True,
@@ -132,8 +133,14 @@ def read_legend(
     - Rows naming the same image twice keep one row; an image with conflicting labels is left out
       and reported in ``failures``. Rows whose image file is missing or unreadable are reported too.
     - ``cap_per_class`` (e.g. 500, or {"neutral": 500, "happy": 500}) balances classes, seeded.
-    - ``crop`` maps a gray image of any size to a face; default: centre square resized to ``size``.
+    - ``split_by="photo"`` stratifies each class's photos into the splits; ``"person"`` keeps each person's
+      photos in one split (the person read from LFW-style file names, ``Al_Gore_0002.jpg`` -> ``Al_Gore``; see
+      :func:`~emoscope.datasets.splits.grouped_split`), so a held-out split shows people the model never saw.
+    - ``crop`` maps a gray image of any size to a face (or None when it finds none: the image is reported in
+      ``failures``); default: centre square resized to ``size``.
     """
+    if split_by not in ("photo", "person"):
+        raise DatasetError(f"split_by must be 'photo' or 'person', got {split_by!r}")
     sch = get_scheme(scheme)
     legend, img_dir = _locate(Path(path))
     rows = read_legend_rows(legend)
@@ -156,7 +163,8 @@ def read_legend(
         fs = cap_classes(fs, cap_per_class, seed)
         fs.failures = list(cached.failures)
     if split is not None:
-        fs = stratified_split(fs, split, ("train", "val", "test"), seed)
+        how = stratified_split if split_by == "photo" else grouped_split
+        fs = how(fs, split, ("train", "val", "test"), seed)
     return fs
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 
 import numpy as np
 
@@ -44,6 +47,53 @@ def stratified_split(
             start = end
     out = fs.subset(np.arange(len(fs)))
     out.splits = splits
+    out.failures = list(fs.failures)
+    return out
+
+
+def person_of(name: str) -> str:
+    """The person an LFW-style file name shows: ``George_W_Bush_0001.jpg`` -> ``George_W_Bush``; other names are
+    their own person (the stem)."""
+    stem = PurePath(name).stem
+    return re.sub(r"_\d+$", "", stem) or stem
+
+
+def hashed_split(
+    keys: Sequence[str],
+    fractions: Sequence[float] = (0.5, 0.5),
+    names: Sequence[str] = ("train", "test"),
+    seed: int = 0,
+) -> np.ndarray:
+    """The split name of each key, from a seeded hash of the key alone.
+
+    Every row with the same key (one person's photos) lands in the same split, and a key's split does not depend
+    on which other rows are present, so two tools reading different subsets of a dataset (a trainer that drops
+    faceless photos, a benchmark that keeps them) agree on which people were held out. Split sizes follow the
+    fractions in expectation, not exactly, and classes are not stratified.
+    """
+    if len(fractions) != len(names):
+        raise DatasetError("fractions and names must have the same length")
+    if abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+        raise DatasetError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+    bounds = np.cumsum(fractions)
+    out = np.empty(len(keys), dtype=object)
+    for i, key in enumerate(keys):
+        digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+        u = int.from_bytes(digest, "big") / 2.0**64
+        out[i] = names[min(int(np.searchsorted(bounds, u, side="right")), len(names) - 1)]
+    return out
+
+
+def grouped_split(
+    fs: FaceSet,
+    fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    names: Sequence[str] = ("train", "val", "test"),
+    seed: int = 0,
+) -> FaceSet:
+    """Assign every face a split by its person (:func:`person_of` its source name), so that no person is in two
+    splits: the held-out splits measure other people, not other photos of the same people."""
+    out = fs.subset(np.arange(len(fs)))
+    out.splits = hashed_split([person_of(str(s)) for s in fs.sources], fractions, names, seed)
     out.failures = list(fs.failures)
     return out
 
