@@ -25,6 +25,13 @@ def cap_classes(fs: FaceSet, cap: int | Mapping[str, int], seed: int = 0) -> Fac
     return fs.subset(np.sort(np.concatenate(keep)))
 
 
+def _check_fractions(fractions: Sequence[float], names: Sequence[str]) -> None:
+    if len(fractions) != len(names):
+        raise DatasetError("fractions and names must have the same length")
+    if abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+        raise DatasetError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+
+
 def stratified_split(
     fs: FaceSet,
     fractions: Sequence[float] = (0.6, 0.2, 0.2),
@@ -32,10 +39,7 @@ def stratified_split(
     seed: int = 0,
 ) -> FaceSet:
     """Assign every face a split name, per class in the given proportions (seeded); returns a new FaceSet."""
-    if len(fractions) != len(names):
-        raise DatasetError("fractions and names must have the same length")
-    if abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
-        raise DatasetError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+    _check_fractions(fractions, names)
     rng = np.random.default_rng(seed)
     splits = np.empty(len(fs), dtype=object)
     for c in range(fs.scheme.num_classes):
@@ -71,10 +75,7 @@ def hashed_split(
     faceless photos, a benchmark that keeps them) agree on which people were held out. Split sizes follow the
     fractions in expectation, not exactly, and classes are not stratified.
     """
-    if len(fractions) != len(names):
-        raise DatasetError("fractions and names must have the same length")
-    if abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
-        raise DatasetError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+    _check_fractions(fractions, names)
     bounds = np.cumsum(fractions)
     out = np.empty(len(keys), dtype=object)
     for i, key in enumerate(keys):
