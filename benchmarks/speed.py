@@ -78,6 +78,30 @@ def timeit(fn, min_time: float = 2.0, min_iters: int = 5) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ sections
+def untrained_checkpoint(spec: str, tmp: Path) -> Path:
+    """``name:key=value,...`` (e.g. ``emovgg_m:width=24``) as a checkpoint of that registered architecture with
+    its initial weights: speed does not depend on what a network has learnt, so an architecture can be timed
+    before anyone trains it."""
+    import torch
+
+    from emoscope.labels import EMOTIONS
+    from emoscope.models import create_model
+    from emoscope.models.checkpoint import atomic_save, model_meta
+
+    name, _, params = spec.partition(":")
+    kwargs = {}
+    for part in filter(None, params.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise SystemExit(f"--candidate {spec}: give name:key=value,... (e.g. emovgg_m:width=24)")
+        kwargs[key] = json.loads(value)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=len(EMOTIONS), **kwargs)
+    path = tmp / (spec.replace(":", "_").replace("=", "").replace(",", "_") + ".pt")
+    atomic_save({**model_meta(name, EMOTIONS, **kwargs), "model": model.state_dict()}, path)
+    return path
+
+
 def candidate_files(weights: Path, tmp: Path, data: Path) -> Path:
     """A candidate checkpoint copied into ``tmp`` with its fp32 and int8 ONNX files beside it, as shipped ones are
     (int8 calibrated on 500 FER-2013 training faces, stratified by class, as ``int8_accuracy.py`` does)."""
@@ -114,8 +138,11 @@ def bench_classifier(quick: bool, candidates: tuple[Path, ...] = (), tmp: Path |
             models.append((role, stem, shipped_weights(role)))
         except FileNotFoundError:
             models.append((role, stem, None))
+    tmp = tmp or Path(tempfile.mkdtemp())
     for c in candidates:
-        models.append(("candidate", str(c), candidate_files(c, tmp or Path(tempfile.mkdtemp()), data or Path("."))))
+        pt = c if c.is_file() else untrained_checkpoint(str(c), tmp)
+        label = str(c) if c.is_file() else f"{c} (untrained)"
+        models.append(("candidate", label, candidate_files(pt, tmp, data or Path("."))))
     for role, stem, pt in models:
         if pt is None:
             rows.append(f"| {role} ({stem}) | not installed | | |")
@@ -365,9 +392,10 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="run even while a training run uses the CPU")
     ap.add_argument("--candidate", type=Path, action="append", default=[], metavar="PT",
                     help="also time this checkpoint in the classifier section (exported to ONNX fp32 and int8 "
-                         "here, as the shipped files are); repeatable")
+                         "here, as the shipped files are), or an untrained architecture given as "
+                         "name:key=value,... (e.g. emovgg_m:width=24); repeatable")
     args = ap.parse_args()
-    missing = [str(c) for c in args.candidate if not c.is_file()]
+    missing = [str(c) for c in args.candidate if not c.is_file() and ":" not in str(c)]
     if missing:
         ap.error(f"--candidate: no such checkpoint: {', '.join(missing)}")
     only = [s.strip() for s in args.only.split(",") if s.strip()]

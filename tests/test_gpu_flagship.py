@@ -582,3 +582,39 @@ def test_the_model_card_lists_cross_dataset_rows_and_recalls(tmp_path):
     assert "| fer | 48.7% [44.3%-53.2%] | 48.7% | 0.442 | 48.7% | 0.442 | - | - |" in text
     assert "| v4 | " + " | ".join(["50%"] * 7) + " |" in text  # recall per class
     assert flagship.cross_dataset_section(None) == ""
+
+
+def test_speed_times_an_untrained_architecture_from_its_name(tmp_path):
+    """`speed.py --candidate emovgg_m:width=20` builds that architecture with its initial weights."""
+    from emoscope.models.checkpoint import load_model
+
+    speed = load_benchmark("speed")
+    pt = speed.untrained_checkpoint("emovgg_m:width=20", tmp_path)
+    model, meta = load_model(pt)
+    assert meta["model_name"] == "emovgg_m" and meta["model_kwargs"] == {"width": 20}
+    assert model.head.in_features == 160  # 20 doubled three times
+    with pytest.raises(SystemExit, match="name:key=value"):
+        speed.untrained_checkpoint("emovgg_m:width", tmp_path)
+
+
+def test_slim_script_writes_a_checkpoint_train_can_start_from(tmp_path, monkeypatch):
+    import torch
+
+    from emoscope.labels import EMOTIONS
+    from emoscope.models import create_model
+    from emoscope.models.checkpoint import atomic_save, load_model, model_meta
+    from emoscope.training import load_initial_weights
+
+    slim = load_benchmark("slim")
+    torch.manual_seed(0)
+    big = tmp_path / "big.pt"
+    atomic_save({**model_meta("emovgg_m", EMOTIONS, width=8), "model": create_model("emovgg_m", width=8).state_dict()},
+                big)
+    monkeypatch.setattr(sys, "argv", ["slim.py", str(big), "--width", "4", "--out", str(tmp_path / "s.pt"),
+                                      "--data", str(tmp_path / "no")])
+    slim.main()
+    model, meta = load_model(tmp_path / "s.pt")
+    assert meta["model_kwargs"]["width"] == 4 and model.head.in_features == 32
+    fresh = create_model("emovgg_m", width=4)
+    load_initial_weights(fresh, str(tmp_path / "s.pt"))
+    assert torch.equal(fresh.head.weight, model.head.weight)

@@ -312,3 +312,28 @@ def test_emovgg_plan_from_json_lists_round_trips(tmp_path: Path) -> None:
 def test_emovgg_bad_plan_is_a_clear_error(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         create_model("emovgg_s", **kw)
+
+
+@pytest.mark.parametrize("stem", ["none", "s2d"])
+def test_slim_keeps_the_channels_that_matter(stem: str) -> None:
+    """Where half of every layer's channels are dead (BatchNorm scale and shift 0), slimming to half width drops
+    exactly those and reads every face the same; otherwise it keeps the largest |gamma|."""
+    from emoscope.models.flagship import EmoVGG, EmoVGGConfig, slim
+
+    torch.manual_seed(0)
+    model = EmoVGG(7, EmoVGGConfig(width=8, stem=stem)).eval()
+    with torch.no_grad():
+        for block in (m for m in model.body if isinstance(m, nn.Sequential)):
+            bn = block[1]
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2)
+            bn.bias.uniform_(-0.5, 0.5)
+            dead = torch.randperm(bn.num_features)[: bn.num_features // 2]
+            bn.weight[dead] = 0.0
+            bn.bias[dead] = 0.0
+    small = slim(model, 4).eval()
+    assert [w for w, _ in small.cfg.stage_plan()] == [4, 8, 16, 32] and small.cfg.stem == stem
+    x = torch.randn(3, 1, 48, 48)
+    assert torch.allclose(small(x), model(x), atol=1e-5)
+    with pytest.raises(ValueError, match="width must be"):
+        slim(model, 9)
