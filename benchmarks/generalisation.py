@@ -46,7 +46,7 @@ from tqdm import tqdm
 from emoscope.datasets import load_dataset
 from emoscope.datasets.legend import labelled_images, read_legend_rows
 from emoscope.datasets.splits import hashed_split, person_of
-from emoscope.faces import align_crop, get_detector
+from emoscope.faces import align_crop, get_detector, largest_face
 from emoscope.labels import EMOTIONS, clean_labels, get_scheme
 from emoscope.recognizer import Recognizer
 from emoscope.weights import resolve_weights
@@ -111,12 +111,10 @@ def detect_largest(photos: PhotoSet, detector: str) -> Found:
     marks: list[np.ndarray | None] = []
     for i, path in enumerate(tqdm(photos.paths, desc=f"detecting faces in {photos.name}", unit="photo")):
         img = cv2.imread(str(path))
-        found = det.detect(img) if img is not None else []
-        found = [d for d in found if min(d.box[2], d.box[3]) >= 12]  # the Recognizer's min_face
-        if not found:
+        big = largest_face(det.detect(img)) if img is not None else None  # the Recognizer's min_face
+        if big is None:
             marks.append(None)
             continue
-        big = max(found, key=lambda d: d.box[2] * d.box[3])
         boxes[i] = big.box
         marks.append(None if big.landmarks is None else np.asarray(big.landmarks, np.float32))
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -649,10 +649,14 @@ def largest_face_cropper(
     m = default_margin(getattr(det, "name", "")) if margin is None else margin
 
     def crop(image: np.ndarray) -> np.ndarray | None:
-        found = [d for d in det.detect(image) if min(d.box[2], d.box[3]) >= min_face]
-        if not found:
-            return None
-        big = max(found, key=lambda d: d.box[2] * d.box[3])
-        return align_crop(image, big.box, big.landmarks, size, m, rotate)
+        big = largest_face(det.detect(image), min_face)
+        return None if big is None else align_crop(image, big.box, big.landmarks, size, m, rotate)
 
     return crop
+
+
+def largest_face(detections: list[Detection], min_face: int = 12) -> Detection | None:
+    """The detection with the largest box among those at least ``min_face`` pixels on their shorter side (the
+    Recognizer's smallest face), or None."""
+    found = [d for d in detections if min(d.box[2], d.box[3]) >= min_face]
+    return max(found, key=lambda d: d.box[2] * d.box[3]) if found else None

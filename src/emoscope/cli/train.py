@@ -160,8 +160,8 @@ def add_extra_faces(args: argparse.Namespace, train_set: FaceSet, targets: np.nd
     """``--extra-data``: each legend.csv dataset's training people added to the training faces.
 
     Photos are cut by the face detector as ``predict`` cuts them; each dataset's people are split by a seeded hash
-    of the person in the file name (``--extra-test-share`` of them held out), the split that
-    ``benchmarks/generalisation.py --muxspace-part test`` scores. Added faces have no FER+ votes, so with
+    of the person in the file name (``--extra-test-share`` of them held out), the split whose held-out
+    people ``benchmarks/generalisation.py`` scores (its ``--heldout-share``). Added faces have no FER+ votes, so with
     ``soft_targets=ferplus`` they learn their own label alone.
     """
     paths = getattr(args, "extra_data", None) or []
