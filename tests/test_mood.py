@@ -9,15 +9,18 @@ import io
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
+from emoscope import mood
 from emoscope.cli import main
 from emoscope.labels import EMOTIONS
 from emoscope.mood import SCHEMA_VERSION, MoodError, MoodRow, MoodStore, day_bounds, parse_time
@@ -243,6 +246,50 @@ def test_two_servers_share_one_database(mood_db):
         assert s.schema_version() == SCHEMA_VERSION
         with s.engine.connect() as conn:
             assert conn.execute(sa.text("select count(*) from emoscope_schema")).scalar() == 1
+
+
+def _hold_write_lock(db: str, seconds: float, locked: threading.Event) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)  # rollback-journal mode, as a fresh file starts
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("CREATE TABLE other_writer (x INTEGER)")
+    locked.set()
+    time.sleep(seconds)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_opening_waits_while_another_process_switches_a_fresh_file(tmp_path):
+    """SQLite answers ``PRAGMA journal_mode=WAL`` "database is locked" at once, without waiting out the busy
+    timeout, while another connection holds a fresh (rollback-mode) file's write lock, as a second server that
+    opens the same new log at the same moment does; a CI run lost a server to it. Opening now waits its turn."""
+    db = str(tmp_path / "mood.db")
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(db, 0.6, locked))
+    holder.start()
+    assert locked.wait(10)
+    t0 = time.monotonic()
+    with MoodStore(db) as s:
+        waited = time.monotonic() - t0
+        assert s.journal_mode == "wal"
+        assert s.schema_version() == SCHEMA_VERSION
+    holder.join()
+    assert waited > 0.2  # it waited for the other writer rather than slipping past it
+    with sqlite3.connect(db) as conn:
+        assert {"mood_events", "other_writer"} <= {r[0] for r in conn.execute("select name from sqlite_master")}
+
+
+def test_wal_switch_gives_up_with_the_lock_error(tmp_path):
+    """Past its patience the switch raises SQLite's own error, which MoodStore turns into a MoodError."""
+    db = str(tmp_path / "mood.db")
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(db, 1.0, locked))
+    holder.start()
+    assert locked.wait(10)
+    conn = sqlite3.connect(db, timeout=10)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        mood._set_wal(conn.cursor(), patience=0.1)
+    conn.close()
+    holder.join()
 
 
 def test_day_bounds_and_parse_time():

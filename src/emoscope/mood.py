@@ -17,6 +17,7 @@ import io
 import math
 import os
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -206,11 +207,37 @@ def explain_db_error(exc: BaseException, url: str) -> MoodError:
     return MoodError(f"cannot use the mood database {path}: {reason}")
 
 
+#: How long a new connection keeps retrying ``PRAGMA journal_mode=WAL`` while another one holds the lock it needs.
+_WAL_SWITCH_SECONDS = 10.0
+
+
+def _set_wal(cur: Any, patience: float = _WAL_SWITCH_SECONDS) -> None:
+    """Put the database in WAL mode, retrying while another connection is switching it at the same moment.
+
+    The switch reads the file, then asks for its write lock; while another connection holds that lock on a fresh
+    (rollback-mode) file, as a second server opening the same new log at the same moment does, SQLite answers
+    "database is locked" at once instead of waiting out the busy timeout (a lock-upgrade deadlock it refuses to
+    wait on; ``test_opening_waits_while_another_process_switches_a_fresh_file`` makes it happen). So wait and try
+    again; once the file is in WAL mode the pragma only reads.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # durable against process kills in WAL mode
     cur.execute("PRAGMA busy_timeout=10000")
+    _set_wal(cur)
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable against process kills in WAL mode
     cur.close()
 
 
