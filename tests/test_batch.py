@@ -355,6 +355,9 @@ def test_joining_without_the_token_says_how(media, tmp_path):
     r = subprocess.run([sys.executable, "-m", "emoscope", "batch", str(media / "a.jpg"), "--out",
                         str(tmp_path / "o"), "--engine", "ray", "--address", address, "--no-progress"],
                        capture_output=True, text=True, timeout=600, env=env)
+    if r.returncode == 0:
+        pytest.fail(f"joined {address} without a token: that head node does not enforce token authentication "
+                    "(`ray start` enables it only when it finds a token; .ci/run starts it with RAY_AUTH_MODE=token)")
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert f"cannot join the Ray cluster at {address}" in r.stderr and "set RAY_AUTH_MODE=token" in r.stderr
