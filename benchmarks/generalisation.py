@@ -5,8 +5,9 @@ Scores any weights, each with any pipeline variant, on:
   chose the posed emotion, plus every posed-neutral photo), 95 % intervals resampling *people*;
 - all muxspace faces (legend.csv labels cleaned, contempt merged into disgust, conflicting duplicates left out),
   intervals resampling photos (the set names no people); and, for a model trained with ``emoscope train
-  --extra-data`` on muxspace, its held-out people alone (``--heldout-share``: the same seeded split by the person
-  in the file name, so those people are new to it);
+  --extra-data`` on muxspace, its held-out people alone (the same seeded split by the person in the file name,
+  with the share its run folder's ``extra_data.json`` records, or ``--heldout-share``; so those people are new to
+  it);
 - FER-2013 PrivateTest (48 x 48 crops: classifier only, no detector), intervals resampling faces;
 and the ``fer`` package on the same photos in the same run, through the environment ``fer_pipeline.py`` uses
 (``benchmarks/.fer-venv``; see ``speed.py`` for how to make it). A photo where no face is found counts as wrong.
@@ -43,6 +44,7 @@ import numpy as np
 from machine import cpu_name
 from tqdm import tqdm
 
+from emoscope.cli.train import EXTRA_DATA_RECORD
 from emoscope.datasets import load_dataset
 from emoscope.datasets.legend import labelled_images, read_legend_rows
 from emoscope.datasets.splits import hashed_split, person_of
@@ -325,6 +327,30 @@ def score_models(readers: dict[str, dict[str, Recognizer]], sets: dict[str, Phot
     return list(rows.values())  # weights first, then variants: the report's order
 
 
+def heldout_share(weights: list[str], given: float | None) -> float:
+    """The share of muxspace's people to score as held out: the one the weights' training run recorded (its
+    ``extra_data.json``, beside a checkpoint ``emoscope train --extra-data`` wrote), else ``given``, else 0.5. A
+    given share that differs from a recorded one, or two runs that recorded different shares, stop the run: the
+    held-out rows would score people the model trained on."""
+    recorded: dict[str, float] = {}
+    for w in weights:
+        path = Path(w).parent / EXTRA_DATA_RECORD
+        if w not in ("default", "fast") and path.is_file():
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("seed", 0) != 0:
+                sys.exit(f"{path}: seed {record['seed']}; this benchmark holds out people with seed 0")
+            recorded[w] = float(record["test_share"])
+    differ = {w: v for w, v in recorded.items() if given is not None and v != given}
+    if differ or len(set(recorded.values())) > 1:
+        shown = ", ".join(f"{w}: {v:g}" for w, v in recorded.items())
+        sys.exit(f"--heldout-share {given if given is not None else '(not given)'} does not match the share of "
+                 f"people the training runs held out ({shown}, from their {EXTRA_DATA_RECORD}); score runs with "
+                 "different shares separately, with --heldout-share set to theirs")
+    if given is not None:
+        return given
+    return next(iter(recorded.values()), 0.5)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", nargs="+", default=["default"], help="shipped names or checkpoint/ONNX paths")
@@ -337,9 +363,11 @@ def main() -> None:
     p.add_argument("--no-private", dest="private", action="store_false", help="skip FER-2013 PrivateTest")
     p.add_argument("--out", type=Path, default=HERE / "CROSS_DATASET.md", help="markdown report to write")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    p.add_argument("--heldout-share", type=float, default=0.5, help="share of muxspace's people that `emoscope "
-                   "train --extra-data` holds out (its --extra-test-share); scored as their own row set")
+    p.add_argument("--heldout-share", type=float, default=None, help="share of muxspace's people that `emoscope "
+                   "train --extra-data` held out (its --extra-test-share); scored as their own row set (default: "
+                   f"the share recorded in the weights' {EXTRA_DATA_RECORD}, else 0.5)")
     args = p.parse_args()
+    args.heldout_share = heldout_share(args.weights, args.heldout_share)
     for sub in ("taiwanese", "muxspace_facial_expressions"):
         if not (args.data / sub).is_dir():
             sys.exit(f"{args.data / sub} not found: this benchmark needs the shared datasets (--data)")

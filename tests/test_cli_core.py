@@ -242,10 +242,40 @@ def test_train_with_extra_data_adds_the_training_people_cut_by_the_detector(fer_
              "--extra-data", str(root)]
     assert main(flags) == 0
     captured = capsys.readouterr()
-    added = int(captured.out.split("extra data ")[1].split(": ")[1].split(" faces added")[0])
+    added = int(captured.out.split("extra data ")[1].split(": ")[1].split(" faces of")[0])
     assert 0 < added < 24  # some of the 12 people, none held out twice, the faceless photo not among them
     assert "no face found" in captured.err  # the photo without a face is reported, not lost silently
+    assert "no person appears in two photos" not in captured.err
     assert (out / "best.pt").exists() and "--extra-data" in (out / "command.txt").read_text()
+    record = json.loads((out / "extra_data.json").read_text())  # which people were held out, for the scoring side
+    (part,) = record["datasets"]
+    assert record["test_share"] == 0.5 and part["faces_added"] == added and part["photos_left_out"] == 1
+    added_people, held_people = set(part["people_added"]), set(part["people_held_out"])
+    assert added_people and held_people and not added_people & held_people
+    assert added_people | held_people == {f"Person{p}" for p in range(12)}
+    assert part["faces_added"] == 2 * len(added_people)
+
+
+def test_train_extra_data_warns_when_no_person_has_two_photos(fer_folder, tmp_path, capsys):
+    """File names that do not name people (one 'person' per photo) make the held-out part a photo split: say so."""
+    import csv
+
+    from emoscope.samples import astronaut_bgr
+
+    root = tmp_path / "mux"
+    (root / "images").mkdir(parents=True)
+    (root / "data").mkdir()
+    with open(root / "data" / "legend.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["user.id", "image", "emotion"])
+        for i in range(12):
+            w.writerow([i, f"img{i:03d}a.jpg", ["happiness", "neutral", "anger"][i % 3]])
+            cv2.imwrite(str(root / "images" / f"img{i:03d}a.jpg"), astronaut_bgr()[::2, ::2])
+    flags = ["train", "--data", str(fer_folder), "--model", "emovgg_s", "--set", "model_kwargs={\"width\": 8}",
+             "--epochs", "1", "--batch-size", "8", "--set", "bf16=false", "--out", str(tmp_path / "r"),
+             "--extra-data", str(root), "--no-progress"]
+    assert main(flags) == 0
+    assert "no person appears in two photos" in capsys.readouterr().err
 
 
 def test_train_extra_data_mistakes_are_one_line_errors(fer_folder, tmp_path, capsys):

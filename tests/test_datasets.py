@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import dataset_or_skip
-from emoscope.datasets import DatasetError, load_dataset
+from emoscope.datasets import DatasetError, FaceSet, load_dataset
 from emoscope.datasets.fer_csv import read_fer_csv
 from emoscope.datasets.ferplus import VOTE_COLUMNS, majority_label, vote_distributions
 from emoscope.datasets.folder import read_image_folder
@@ -126,6 +126,19 @@ def test_folder_reports_corrupt_images_and_carries_on(tmp_path):
     assert len(fs) == 42 and len(fs.failures) == 2
     summary = fs.failure_summary()
     assert "2 input(s) could not be read" in summary and "Training_bad.jpg" in summary and "empty file" in summary
+
+
+def test_failure_summary_shows_every_kind_of_failure_with_examples():
+    """A rare kind of failure keeps its own examples beside thousands of a common one."""
+    fs = FaceSet(np.zeros((1, 48, 48), np.uint8), np.zeros(1, np.int64), np.array(["train"]), np.array(["ok.jpg"]))
+    fs.failures = [(f"m{i}.jpg", "the image file is missing") for i in range(1000)]
+    fs.failures += [("f1.jpg", "no face found"), ("f2.jpg", "no face found"), ("f3.jpg", "no face found")]
+    fs.failures += [(f"odd{i}.jpg", f"cannot decode: error {i}") for i in range(5)]
+    summary = fs.failure_summary(kinds=3)
+    assert summary.startswith("1008 input(s) could not be read and were left out: the image file is missing x1000 "
+                              "(e.g. m0.jpg, m1.jpg, +998 more); no face found x3 (e.g. f1.jpg, f2.jpg, +1 more)")
+    assert "m2.jpg" not in summary and "cannot decode: error 0 x1 (e.g. odd0.jpg)" in summary
+    assert summary.endswith("; 4 other reason(s) x4 (e.g. odd1.jpg: cannot decode: error 1)")
 
 
 def test_folder_errors(tmp_path):

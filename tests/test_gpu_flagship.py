@@ -569,6 +569,25 @@ def test_generalisation_holds_out_the_people_train_extra_data_leaves_out(tmp_pat
     assert f"## muxspace, held-out people only ({held.sum()} photos)" in text
     assert f"| m | default | 100.0 % [100.0 %-100.0 %] | {block['macro_f1']:.3f} | 0 |" in text
 
+def test_generalisation_takes_the_held_out_share_the_training_run_recorded(tmp_path):
+    """The share of muxspace's people scored as held out comes from the run's extra_data.json; a different one given
+    by hand, or two runs with different shares, stop the benchmark instead of scoring people a model trained on."""
+    generalisation = load_benchmark("generalisation")
+    for name, share in (("a", 0.3), ("b", 0.3), ("c", 0.5)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "best.pt").write_bytes(b"")
+        (tmp_path / name / "extra_data.json").write_text(json.dumps({"test_share": share, "seed": 0}))
+    a, b, c = (str(tmp_path / n / "best.pt") for n in "abc")
+    assert generalisation.heldout_share(["default", a, b], None) == 0.3
+    assert generalisation.heldout_share(["default", a], 0.3) == 0.3
+    assert generalisation.heldout_share(["default", "fast"], None) == 0.5  # nothing recorded: the default share
+    assert generalisation.heldout_share([str(tmp_path / "elsewhere.pt")], 0.25) == 0.25
+    with pytest.raises(SystemExit, match=r"--heldout-share 0.5 does not match .*a/best.pt: 0.3"):
+        generalisation.heldout_share([a], 0.5)
+    with pytest.raises(SystemExit, match="score runs with different shares separately"):
+        generalisation.heldout_share([a, c], None)
+
+
 def test_the_model_card_lists_cross_dataset_rows_and_recalls(tmp_path):
     flagship = load_benchmark("flagship")
     recall = {c: 0.5 for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}

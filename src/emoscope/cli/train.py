@@ -101,7 +101,8 @@ def run_training(args: argparse.Namespace, cfg: TrainConfig) -> TrainResult:
         command_file.parent.mkdir(parents=True, exist_ok=True)
         command_file.write_text(shlex.join(["emoscope", *getattr(args, "argv", [])]) + "\n")
     targets = ferplus_targets(args.data, train_set) if cfg.soft_targets == "ferplus" else None
-    train_set, targets = add_extra_faces(args, train_set, targets, progress=dist.main and not args.no_progress)
+    train_set, targets = add_extra_faces(args, train_set, targets, progress=dist.main and not args.no_progress,
+                                         record_to=Path(cfg.out_dir) / EXTRA_DATA_RECORD if dist.main else None)
     replan = None
     if args.budget is not None:
         cfg, replan = fit_budget(cfg, args, train_set, val_set)
@@ -155,21 +156,26 @@ def ferplus_targets(data: str, train_set: FaceSet) -> np.ndarray:
     return q
 
 
-def add_extra_faces(args: argparse.Namespace, train_set: FaceSet, targets: np.ndarray | None, progress: bool
-                    ) -> tuple[FaceSet, np.ndarray | None]:
+#: The file, in the run folder, that records which people ``--extra-data`` held out (read by generalisation.py).
+EXTRA_DATA_RECORD = "extra_data.json"
+
+
+def add_extra_faces(args: argparse.Namespace, train_set: FaceSet, targets: np.ndarray | None, progress: bool,
+                    record_to: Path | None = None) -> tuple[FaceSet, np.ndarray | None]:
     """``--extra-data``: each legend.csv dataset's training people added to the training faces.
 
     Photos are cut by the face detector as ``predict`` cuts them; each dataset's people are split by a seeded hash
     of the person in the file name (``--extra-test-share`` of them held out), the split whose held-out
     people ``benchmarks/generalisation.py`` scores (its ``--heldout-share``). Added faces have no FER+ votes, so with
-    ``soft_targets=ferplus`` they learn their own label alone.
+    ``soft_targets=ferplus`` they learn their own label alone. ``record_to``: a JSON file that records the share,
+    the seed and the held-out people, so that the scoring side can check it holds out the same ones.
     """
     paths = getattr(args, "extra_data", None) or []
     if not paths:
         return train_set, targets
     from ..datasets import DatasetError, FaceSet
     from ..datasets.legend import read_legend
-    from ..datasets.splits import check_classes_present
+    from ..datasets.splits import check_classes_present, person_of
     from ..faces import largest_face_cropper
 
     share = args.extra_test_share
@@ -177,6 +183,7 @@ def add_extra_faces(args: argparse.Namespace, train_set: FaceSet, targets: np.nd
         raise DatasetError(f"--extra-test-share must be at least 0 and below 1, got {share}")
     crop = largest_face_cropper(size=int(train_set.images.shape[1]))
     parts = [train_set]
+    record: dict = {"test_share": share, "seed": 0, "datasets": []}
     for path in paths:
         try:
             fs = read_legend(path, scheme=train_set.scheme, crop=crop, split=(1 - share, 0.0, share),
@@ -189,11 +196,24 @@ def add_extra_faces(args: argparse.Namespace, train_set: FaceSet, targets: np.nd
             raise DatasetError(f"--extra-data {path}: no person fell in the training part; lower --extra-test-share")
         part = fs.split("train")
         held = len(fs) - len(part)
-        print(f"extra data {path}: {len(part)} faces added to training, {held} faces of other people held out "
-              f"({len(fs.failures)} photos left out, listed above)")
+        people = {split: sorted({person_of(str(s)) for s in fs.split(split).sources}) for split in fs.split_names}
+        people.setdefault("test", [])
+        if len(fs) >= 10 and sum(map(len, people.values())) == len(fs):
+            print(f"warning: --extra-data {path}: no person appears in two photos, so the held-out part is other "
+                  "photos, not other people; people are read from LFW-style file names (Name_0001.jpg)",
+                  file=sys.stderr)
+        print(f"extra data {path}: {len(part)} faces of {len(people['train'])} people added to training, {held} "
+              f"faces of {len(people['test'])} other people held out "
+              f"({len(fs.failures)} photos left out)")
+        record["datasets"].append({"path": str(path), "faces_added": len(part), "faces_held_out": held,
+                                   "photos_left_out": len(fs.failures), "people_added": people["train"],
+                                   "people_held_out": people["test"]})
         parts.append(part)
     joined = FaceSet.concat(parts)
     check_classes_present(joined, "the training faces with --extra-data")
+    if record_to is not None:
+        record_to.parent.mkdir(parents=True, exist_ok=True)
+        record_to.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     if targets is not None:
         import numpy as np
 

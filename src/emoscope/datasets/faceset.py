@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,15 +76,25 @@ class FaceSet:
     def counts_by_split(self) -> dict[str, dict[str, int]]:
         return {s: self.split(s).class_counts() for s in self.split_names}
 
-    def failure_summary(self) -> str:
-        """One readable paragraph about unreadable inputs ('' when none)."""
+    def failure_summary(self, kinds: int = 4, examples: int = 2) -> str:
+        """One readable paragraph about unreadable inputs ('' when none): each kind of failure with its count and
+        a few of its inputs, most common first, so that a rare kind (no face found) is not hidden behind a common
+        one (thousands of legend rows whose image is missing)."""
         if not self.failures:
             return ""
-        reasons = Counter(r for _, r in self.failures)
-        head = "; ".join(f"{src}: {why}" for src, why in self.failures[:5])
-        more = f" (+{len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
-        kinds = ", ".join(f"{r} x{k}" for r, k in reasons.most_common(3))
-        return f"{len(self.failures)} input(s) could not be read and were left out [{kinds}]: {head}{more}"
+        by_reason: dict[str, list[str]] = {}
+        for src, why in self.failures:
+            by_reason.setdefault(why, []).append(src)
+        ranked = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+        parts = []
+        for why, srcs in ranked[:kinds]:
+            more = f", +{len(srcs) - examples} more" if len(srcs) > examples else ""
+            parts.append(f"{why} x{len(srcs)} (e.g. {', '.join(srcs[:examples])}{more})")
+        rest = ranked[kinds:]
+        if rest:
+            parts.append(f"{len(rest)} other reason(s) x{sum(len(v) for _, v in rest)} (e.g. {rest[0][1][0]}: "
+                         f"{rest[0][0]})")
+        return f"{len(self.failures)} input(s) could not be read and were left out: " + "; ".join(parts)
 
     @staticmethod
     def concat(parts: list[FaceSet]) -> FaceSet:
