@@ -81,17 +81,20 @@ def taiwanese(root: Path) -> PhotoSet:
                     {"all": np.ones(len(rows), bool), "agreed": agreed})
 
 
-def muxspace(root: Path, heldout_share: float = 0.5) -> PhotoSet:
+def muxspace(root: Path, heldout_share: float | None = 0.5) -> PhotoSet:
     """Every muxspace photo whose labels agree (cleaned, contempt -> disgust) and whose file exists; subset
-    ``heldout``: the people ``emoscope train --extra-data --extra-test-share heldout_share`` leaves out."""
+    ``heldout`` (unless ``heldout_share`` is None): the people ``emoscope train --extra-data --extra-test-share
+    heldout_share`` leaves out."""
     legend = root / "data" / "legend.csv"
     scheme = get_scheme("fer7")
     items, _conflicts = labelled_images(read_legend_rows(legend), scheme, scheme.merges, legend)
     items = [(image, y) for image, y in items if (root / "images" / image).is_file()]
-    heldout = hashed_split([person_of(k) for k, _ in items], (1 - heldout_share, heldout_share),
-                           ("train", "test")) == "test"
+    subsets = {"all": np.ones(len(items), bool)}
+    if heldout_share is not None:
+        subsets["heldout"] = hashed_split([person_of(k) for k, _ in items], (1 - heldout_share, heldout_share),
+                                          ("train", "test")) == "test"
     return PhotoSet("muxspace", [root / "images" / k for k, _ in items], np.array([y for _, y in items]),
-                    np.array([k for k, _ in items]), {"all": np.ones(len(items), bool), "heldout": heldout})
+                    np.array([k for k, _ in items]), subsets)
 
 
 @dataclass
@@ -327,11 +330,12 @@ def score_models(readers: dict[str, dict[str, Recognizer]], sets: dict[str, Phot
     return list(rows.values())  # weights first, then variants: the report's order
 
 
-def heldout_share(weights: list[str], given: float | None) -> float:
-    """The share of muxspace's people to score as held out: the one the weights' training run recorded (its
-    ``extra_data.json``, beside a checkpoint ``emoscope train --extra-data`` wrote), else ``given``, else 0.5. A
-    given share that differs from a recorded one, or two runs that recorded different shares, stop the run: the
-    held-out rows would score people the model trained on."""
+def heldout_share(weights: list[str], given: float | None) -> float | None:
+    """The share of muxspace's people to score as held out: ``given``, else the one the weights' training run
+    recorded (its ``extra_data.json``, beside a checkpoint ``emoscope train --extra-data`` wrote), else None (no
+    held-out section: for models that never saw muxspace it would only be a smaller muxspace score). A given share
+    that differs from a recorded one, or two runs that recorded different shares, stop the run: the held-out rows
+    would score people a model trained on."""
     recorded: dict[str, float] = {}
     for w in weights:
         path = Path(w).parent / EXTRA_DATA_RECORD
@@ -348,7 +352,7 @@ def heldout_share(weights: list[str], given: float | None) -> float:
                  "different shares separately, with --heldout-share set to theirs")
     if given is not None:
         return given
-    return next(iter(recorded.values()), 0.5)
+    return next(iter(recorded.values()), None)
 
 
 def main() -> None:
@@ -365,7 +369,7 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     p.add_argument("--heldout-share", type=float, default=None, help="share of muxspace's people that `emoscope "
                    "train --extra-data` held out (its --extra-test-share); scored as their own row set (default: "
-                   f"the share recorded in the weights' {EXTRA_DATA_RECORD}, else 0.5)")
+                   f"the share recorded in the weights' {EXTRA_DATA_RECORD}; without either, no held-out section)")
     args = p.parse_args()
     args.heldout_share = heldout_share(args.weights, args.heldout_share)
     for sub in ("taiwanese", "muxspace_facial_expressions"):

@@ -18,7 +18,8 @@ Once the chosen soup is installed as the default (v4), v3 is no longer the shipp
 ``git show 14b9c05:src/emoscope/weights/emovgg_m_fer2013.pt > runs/v3.pt``, and pass ``--v3 runs/v3.pt``.
 The output folder also gets what ``flagship.py --run`` needs to install the soup and write its model card:
 ``command.txt``, the training stages' commands in the checkpoint (``recipe``), and the last fine-tune's
-``history.json`` and ``curves.png``.
+``history.json`` and ``curves.png``; and an ingredient's ``extra_data.json`` (the people its ``--extra-data`` run
+held out, which ``generalisation.py`` reads).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emoscope.cli.train import EXTRA_DATA_RECORD
 from emoscope.datasets import load_dataset
 from emoscope.evaluation import classification_metrics, predict_proba
 from emoscope.models.checkpoint import atomic_save, half_precision, load_model, read_checkpoint
@@ -170,6 +172,10 @@ def save_soup(args: argparse.Namespace, paths: dict[str, Path], states: dict, be
     for name in ("history.json", "curves.png"):
         if (paths[last].parent / name).is_file():
             shutil.copy(paths[last].parent / name, args.out / name)
+    for n in best.mix:  # which people an ingredient's --extra-data run held out stay held out in the average
+        if best.mix[n] > 0 and (paths[n].parent / EXTRA_DATA_RECORD).is_file():
+            shutil.copy(paths[n].parent / EXTRA_DATA_RECORD, args.out / EXTRA_DATA_RECORD)
+            break
 
 
 def write_report(args: argparse.Namespace, scored: list[Candidate], best: Candidate, seconds: float, n: int) -> None:

@@ -496,6 +496,7 @@ def test_a_pair_soup_chooses_between_the_fine_tune_and_the_average_never_the_sta
         paths.append(tmp_path / name / "best.pt")
         paths[-1].parent.mkdir()
         torch.save(ck, paths[-1])
+    (tmp_path / "ft" / "extra_data.json").write_text('{"test_share": 0.4, "seed": 0}')  # the fine-tune's held-out
     report = tmp_path / "SOUP_PAIR.md"
     argv = ["soup.py", "--pair", str(paths[0]), str(paths[1]), "--data", str(fer_folder), "--out",
             str(tmp_path / "out"), "--report", str(report)]
@@ -508,6 +509,8 @@ def test_a_pair_soup_chooses_between_the_fine_tune_and_the_average_never_the_sta
     _, meta = load_model(tmp_path / "out" / "best.pt")
     assert set(meta["soup"]) <= {"start", "finetune"} and "finetune" in meta["soup"]
     assert "--pair" in report.read_text()
+    soup_weights = str(tmp_path / "out" / "best.pt")  # the fine-tune's record came along: the same people held out
+    assert load_benchmark("generalisation").heldout_share([soup_weights], None) == 0.4
 
 
 def test_generalisation_variants_read_through_the_products_options():
@@ -561,6 +564,7 @@ def test_generalisation_holds_out_the_people_train_extra_data_leaves_out(tmp_pat
     assert sorted(order) == sorted(names)
     expected = hashed_split([person_of(n) for n in order], (0.5, 0.5), ("train", "test")) == "test"
     assert held.tolist() == expected.tolist() and 0 < held.sum() < len(names)
+    assert "heldout" not in generalisation.muxspace(root, heldout_share=None).subsets
     block = generalisation.score(photos.labels[held], photos.labels[held], photos.groups[held])
     row = {"system": "m", "variant": "default", "taiwanese_all": block, "taiwanese_agreed": block,
            "muxspace_all": block, "muxspace_heldout": block}
@@ -580,7 +584,7 @@ def test_generalisation_takes_the_held_out_share_the_training_run_recorded(tmp_p
     a, b, c = (str(tmp_path / n / "best.pt") for n in "abc")
     assert generalisation.heldout_share(["default", a, b], None) == 0.3
     assert generalisation.heldout_share(["default", a], 0.3) == 0.3
-    assert generalisation.heldout_share(["default", "fast"], None) == 0.5  # nothing recorded: the default share
+    assert generalisation.heldout_share(["default", "fast"], None) is None  # nothing recorded: no held-out rows
     assert generalisation.heldout_share([str(tmp_path / "elsewhere.pt")], 0.25) == 0.25
     with pytest.raises(SystemExit, match=r"--heldout-share 0.5 does not match .*a/best.pt: 0.3"):
         generalisation.heldout_share([a], 0.5)
