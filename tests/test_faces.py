@@ -293,5 +293,15 @@ def test_largest_face_cropper_cuts_the_biggest_face_as_the_recognizer_does(bgr):
             return [Detection((0, 0, 11, 11), 0.9)]  # under the 12-pixel smallest face
 
     assert largest_face_cropper(Tiny())(bgr) is None
+    rec_tiny = Recognizer(detector=Tiny())
+    assert rec_tiny.min_face == 12 and rec_tiny.predict(bgr) == []  # the same smallest face as the Recognizer's
     real = largest_face_cropper("blazeface")(bgr)
     assert real is not None and real.shape == (48, 48)
+
+
+def test_big_enough_keeps_faces_of_at_least_min_face_in_their_order():
+    from emoscope.faces import big_enough
+
+    dets = [Detection((0, 0, 30, 12), 0.9), Detection((5, 5, 11, 40), 0.9), Detection((9, 9, 12, 12), 0.5)]
+    assert big_enough(dets) == [dets[0], dets[2]]  # the shorter side decides; exactly 12 px is kept
+    assert big_enough(dets, min_face=0) == dets and big_enough(dets, min_face=31) == []

@@ -28,7 +28,7 @@ Image convention here (OpenCV's): ``uint8`` arrays, 2-D gray or H x W x 3 **BGR*
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -62,6 +62,9 @@ MAX_TILES = 128
 def default_margin(detector_name: str) -> float:
     """The crop margin (fraction of the box side) that suits a detector's boxes, by its name ("blazeface-fast", ...)."""
     return DEFAULT_MARGIN.get(detector_name.split("-")[0], 0.1)
+
+#: The smallest face, in pixels on the box's shorter side, that is read (``Recognizer(min_face=...)``'s default).
+MIN_FACE = 12
 
 
 @dataclass
@@ -637,7 +640,7 @@ def crop_faces(
 
 def largest_face_cropper(
     detector: str | FaceDetector = "auto", size: int = 48, margin: float | None = None, rotate: bool = True,
-    min_face: int = 12,
+    min_face: int = MIN_FACE,
 ) -> Callable[[np.ndarray], np.ndarray | None]:
     """A function from a picture to the aligned crop of its largest face (None when no face is found).
 
@@ -655,8 +658,13 @@ def largest_face_cropper(
     return crop
 
 
-def largest_face(detections: list[Detection], min_face: int = 12) -> Detection | None:
-    """The detection with the largest box among those at least ``min_face`` pixels on their shorter side (the
-    Recognizer's smallest face), or None."""
-    found = [d for d in detections if min(d.box[2], d.box[3]) >= min_face]
+def big_enough(detections: Iterable[Detection], min_face: int = MIN_FACE) -> list[Detection]:
+    """The detections at least ``min_face`` pixels on their shorter side, in their order: the faces the
+    Recognizer reads (smaller ones are too few pixels to say anything)."""
+    return [d for d in detections if min(d.box[2], d.box[3]) >= min_face]
+
+
+def largest_face(detections: list[Detection], min_face: int = MIN_FACE) -> Detection | None:
+    """The detection with the largest box among those :func:`big_enough` keeps, or None."""
+    found = big_enough(detections, min_face)
     return max(found, key=lambda d: d.box[2] * d.box[3]) if found else None

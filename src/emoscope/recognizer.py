@@ -48,7 +48,17 @@ import torch
 from .errors import EmoscopeError, InvalidArgumentError
 from .evaluation import TTA_MODES, TTA_VIEW_COUNT, predict_proba, tta_views_numpy
 from .export import file_sha256, read_onnx_metadata
-from .faces import DETECTORS, Detection, FaceDetector, crop_faces, default_margin, detect_many, get_detector
+from .faces import (
+    DETECTORS,
+    MIN_FACE,
+    Detection,
+    FaceDetector,
+    big_enough,
+    crop_faces,
+    default_margin,
+    detect_many,
+    get_detector,
+)
 from .imaging import (
     MAX_ASPECT,
     ImageShapeError,
@@ -92,7 +102,7 @@ def check_options(
     color: str = "bgr",
     batch_size: int = 64,
     threads: int | None = None,
-    min_face: int = 12,
+    min_face: int = MIN_FACE,
     balance: float = 0.0,
 ) -> None:
     """Check a :class:`Recognizer`'s options before anything loads; raise :class:`InvalidArgumentError`
@@ -334,7 +344,7 @@ class Recognizer:
         color: str = "bgr",
         batch_size: int = 64,
         threads: int | None = None,
-        min_face: int = 12,
+        min_face: int = MIN_FACE,
         balance: float = 0.0,
     ) -> None:
         check_options(backend, detector, tta, margin, color, batch_size, threads, min_face, balance)
@@ -446,8 +456,7 @@ class Recognizer:
                 out.append([Detection(((w - s) // 2, (h - s) // 2, s, s), 1.0, None)])
             return out
         dets = detect_many(self.detector, images)
-        keep = [[d for d in ds if min(d.box[2], d.box[3]) >= self.min_face] for ds in dets]
-        return [sorted(ds, key=lambda d: (d.box[0], d.box[1])) for ds in keep]
+        return [sorted(big_enough(ds, self.min_face), key=lambda d: (d.box[0], d.box[1])) for ds in dets]
 
     def _crops(self, image: np.ndarray, dets: list[Detection]) -> np.ndarray:
         if self.detector is None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..faces import BlazeFaceDetector, Detection
+from ..faces import BlazeFaceDetector, Detection, big_enough
 from ..labels import EMOTIONS
 from ..recognizer import Face, Recognizer, _OnnxBackend
 from .smoothing import SMOOTHING, CausalHmm, HmmParams, smooth_step
@@ -288,7 +288,7 @@ class FaceFinder:
 
         def enough(dets: list[Detection]) -> bool:
             nonlocal stopped
-            stopped = not due and tracker.covers([d.box for d in dets if min(d.box[2], d.box[3]) >= rec.min_face], t)
+            stopped = not due and tracker.covers([d.box for d in big_enough(dets, rec.min_face)], t)
             return stopped
 
         dets = rec.detector.detect_until(img, enough, prepared)
@@ -298,7 +298,7 @@ class FaceFinder:
             self.full_runs += 1
             self._last_full = t
         # as Recognizer.predict_arrays: faces of at least min_face px, left to right, classified together
-        dets = sorted((d for d in dets if min(d.box[2], d.box[3]) >= rec.min_face), key=lambda d: (d.box[0], d.box[1]))
+        dets = sorted(big_enough(dets, rec.min_face), key=lambda d: (d.box[0], d.box[1]))
         if not dets:
             return []
         probs = rec.classify(rec._crops(img, dets))
