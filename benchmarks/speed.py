@@ -84,6 +84,7 @@ def untrained_checkpoint(spec: str, tmp: Path) -> Path:
     before anyone trains it."""
     import torch
 
+    from emoscope.cli.options import json_or_word
     from emoscope.labels import EMOTIONS
     from emoscope.models import create_model
     from emoscope.models.checkpoint import atomic_save, model_meta
@@ -94,7 +95,7 @@ def untrained_checkpoint(spec: str, tmp: Path) -> Path:
         key, eq, value = part.partition("=")
         if not eq:
             raise SystemExit(f"--candidate {spec}: give name:key=value,... (e.g. emovgg_m:width=24)")
-        kwargs[key] = json.loads(value)
+        kwargs[key] = json_or_word(value)  # as `emoscope train --set` reads a value
     torch.manual_seed(0)
     model = create_model(name, num_classes=len(EMOTIONS), **kwargs)
     path = tmp / (spec.replace(":", "_").replace("=", "").replace(",", "_") + ".pt")

@@ -618,6 +618,8 @@ def test_speed_times_an_untrained_architecture_from_its_name(tmp_path):
     assert model.head.in_features == 160  # 20 doubled three times
     with pytest.raises(SystemExit, match="name:key=value"):
         speed.untrained_checkpoint("emovgg_m:width", tmp_path)
+    _, meta = load_model(speed.untrained_checkpoint("emovgg_m:width=16,stem=s2d", tmp_path))  # a bare word, as --set
+    assert meta["model_kwargs"] == {"width": 16, "stem": "s2d"}
 
 
 def test_slim_script_writes_a_checkpoint_train_can_start_from(tmp_path, monkeypatch):

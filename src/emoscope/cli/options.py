@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -70,6 +71,15 @@ def finite_float(text: str) -> float:
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"want a finite number, got {text!r}")
     return v
+
+
+def json_or_word(text: str) -> Any:
+    """A ``KEY=VALUE`` option's value: JSON (a number, true, null, a list or object, a "quoted string"), else the
+    bare word as a string, so ``--set soft_targets=ferplus`` needs no quotes."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def add_recognizer_options(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..durations import duration_arg
+from .options import json_or_word
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,10 +58,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         k, eq, v = kv.partition("=")
         if not eq:
             raise TrainConfigError(f"--set {kv}: give KEY=VALUE, e.g. --set soft_targets=ferplus")
-        try:  # a JSON value (number, true, null, list, object, "quoted string"), else the bare word as a string
-            cfg_dict[k] = json.loads(v)
-        except ValueError:
-            cfg_dict[k] = v
+        cfg_dict[k] = json_or_word(v)
     cfg_dict["out_dir"] = args.out
     return TrainConfig.from_dict(cfg_dict)
 
