@@ -194,8 +194,9 @@ def add_extra_faces(args: argparse.Namespace, train_set: FaceSet, targets: np.nd
             raise DatasetError(f"--extra-data {path}: no person fell in the training part; lower --extra-test-share")
         part = fs.split("train")
         held = len(fs) - len(part)
-        people = {split: sorted({person_of(str(s)) for s in fs.split(split).sources}) for split in fs.split_names}
-        people.setdefault("test", [])
+        # names of each half's people, read from the sources (fs.split would copy the images just for their names)
+        people = {name: sorted({person_of(str(s)) for s in fs.sources[fs.splits == name]})
+                  for name in ("train", "test")}
         if len(fs) >= 10 and sum(map(len, people.values())) == len(fs):
             print(f"warning: --extra-data {path}: no person appears in two photos, so the held-out part is other "
                   "photos, not other people; people are read from LFW-style file names (Name_0001.jpg)",
