@@ -153,7 +153,10 @@ def test_record_from_processes_side_by_side_keeps_every_row(tmp_path):
     import multiprocessing as mp
 
     store = str(tmp_path / "results.json")
-    ctx = mp.get_context("fork")
+    # Fresh interpreters, as benchmark scripts side by side are: a forked child inherits this pytest process's
+    # threads and their locks (Ray Data's prefetcher, Ray's core threads, tqdm's monitor, by the time this test
+    # runs in the full suite), and one CI run hung in such children until join() gave up.
+    ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_record_many, args=(store, f"p{k}_", 25)) for k in range(4)]
     for p in procs:
         p.start()
